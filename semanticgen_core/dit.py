@@ -1,0 +1,304 @@
+"""SemanticGenDiT: the Wan2.1 diffusion transformer with in-context semantic tokens (paper Sec. 3.2, Fig. 3).
+
+Wan2.1 block: LayerNorm -> 6-way adaLN modulation from the timestep -> self-attention (RMS q/k norm, 3-D RoPE)
+-> text cross-attention -> FFN, and a modulated output head. Parameter names follow the original Wan2.1 release,
+so its checkpoints load as they are (diffusers' layout is converted in `checkpoint.py`).
+
+In-context conditioning: optional semantic tokens `sem [B, C_sem, T_s, H_s, W_s]` get their own linear projection,
+are appended to the latent tokens (`[z_t, z_sem]` along the token axis), carry RoPE positions on the latent
+timeline and grid (a semantic token sits at the time and place it describes), attend jointly with the latent
+tokens, and are dropped at the output. With `in_channels = k`, `patch_size = (1, 1, 1)` and `sem_channels = 0`
+the same class is the semantic generator of stage A.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from torch.utils.checkpoint import checkpoint
+
+from .attention import attention, interleaved_layout, window_spans, windowed_attention
+from .config import DiTConfig
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim] (cos first, as Wan) of timesteps t [B] on the 0..1000 scale."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """Head-dim split of 3-D RoPE between (t, h, w): Wan gives h and w 2 * (E // 6) each, t the rest."""
+    hw = 2 * (head_dim // 6)
+    return head_dim - 2 * hw, hw, hw
+
+
+def grid_positions(grid: tuple[int, int, int], span: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """Raster-order (t, h, w) positions [L, 3] of a token grid, in float64.
+
+    With `span` (the latent token grid the tokens describe), cell i of n covers [i, i+1) * span / n and sits at its
+    centre: (i + 0.5) * span / n - 0.5. Without it, positions are the integer indices (latent tokens).
+    """
+    axes = []
+    for n, s in zip(grid, span or grid):
+        i = torch.arange(n, dtype=torch.float64)
+        axes.append((i + 0.5) * s / n - 0.5 if span is not None else i)
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+@lru_cache(maxsize=64)
+def rope_table(
+    lat_grid: tuple[int, int, int], sem_grid: tuple[int, int, int] | None, head_dim: int, theta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [L, 1, E/2] (float32) for latent tokens followed by semantic tokens, raster order each."""
+    pos = grid_positions(lat_grid)
+    if sem_grid is not None:
+        pos = torch.cat([pos, grid_positions(sem_grid, span=lat_grid)])
+    angles = []
+    for axis, d in enumerate(rope_axes(head_dim)):
+        freqs = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)  # [d/2]
+        angles.append(pos[:, axis, None] * freqs[None])
+    angles = torch.cat(angles, dim=1)  # [L, E/2]
+    return angles.cos().float()[:, None], angles.sin().float()[:, None]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of x [B, L, N, E] by angles with cos, sin [L, 1, E/2]."""
+    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2).type_as(x)
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 (Wan keeps norms in full precision)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).type_as(x)
+
+
+def modulate(norm: nn.Module, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """norm(x) * (1 + scale) + shift in float32, cast back to x's dtype. x: [B, L, D]; shift, scale: [B, 1, D]."""
+    return torch.addcmul(shift, norm(x.float()), 1 + scale).type_as(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Blocks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with RMS q/k norm across heads, 3-D RoPE and optional windows."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], spans) -> torch.Tensor:
+        """x: [B, L, D]; rope: cos, sin [L, 1, E/2]; spans: windows (start, length) -> [B, L, D]."""
+        q = apply_rope(self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1)), *rope)  # [B, L, N, E]
+        k = apply_rope(self.norm_k(self.k(x)).unflatten(2, (self.num_heads, -1)), *rope)
+        v = self.v(x).unflatten(2, (self.num_heads, -1))
+        return self.o(windowed_attention(q, k, v, spans).flatten(2))
+
+
+class CrossAttention(nn.Module):
+    """Text cross-attention with RMS q/k norm (no RoPE)."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D]; ctx: [B, S, D] (already embedded) -> [B, L, D]."""
+        q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # [B, L, N, E]
+        k = self.norm_k(self.k(ctx)).unflatten(2, (self.num_heads, -1))  # [B, S, N, E]
+        v = self.v(ctx).unflatten(2, (self.num_heads, -1))
+        return self.o(attention(q, k, v).flatten(2))
+
+
+class DiTBlock(nn.Module):
+    """Wan2.1 transformer block: modulated self-attention, cross-attention, modulated FFN."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(d, cfg.num_heads, cfg.eps)
+        # Wan names the (affine) pre-cross-attention norm "norm3" and the pre-FFN norm "norm2"
+        self.norm3 = FP32LayerNorm(d, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps)
+        self.norm2 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
+        self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
+
+    def forward(self, x, e, ctx, rope, spans):
+        """x: [B, L, D]; e: [B, 6, D] timestep projection; ctx: [B, S, D]; rope, spans: see SelfAttention."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e.float()).chunk(6, dim=1)  # [B, 1, D]
+        y = self.self_attn(modulate(self.norm1, x, shift1, scale1), rope, spans)
+        x = torch.addcmul(x.float(), y.float(), gate1).type_as(x)
+        x = x + self.cross_attn(self.norm3(x), ctx)
+        y = self.ffn(modulate(self.norm2, x, shift2, scale2))
+        return torch.addcmul(x.float(), y.float(), gate2).type_as(x)
+
+
+class Head(nn.Module):
+    """Modulated LayerNorm + linear projection to patch velocities."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.norm = FP32LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
+        self.head = nn.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size))
+        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D]; e: [B, D] time embedding -> [B, L, C * pt * ph * pw]."""
+        shift, scale = (self.modulation + e.float()[:, None]).chunk(2, dim=1)
+        return self.head(modulate(self.norm, x, shift, scale))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SemanticGenDiT(nn.Module):
+    """Wan2.1 DiT generating latents (or semantic plans), optionally conditioned in context on semantic tokens."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.config = cfg
+        d = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.num_layers))
+        self.head = Head(cfg)
+        self.sem_embedding = nn.Linear(cfg.sem_channels, d) if cfg.sem_channels else None
+        self.gradient_checkpointing = False
+        self.reset_new_layers()
+
+    def reset_new_layers(self):
+        """Zero-init the layers Wan lacks: semantic content has no effect on the output until training moves them."""
+        if self.sem_embedding is not None:
+            nn.init.zeros_(self.sem_embedding.weight)
+            nn.init.zeros_(self.sem_embedding.bias)
+
+    def _check_inputs(self, x, t, context, sem):
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.in_channels:
+            raise ValueError(f"x must be [B, {cfg.in_channels}, T, H, W], got {tuple(x.shape)}")
+        bad = [(n, s, p) for n, s, p in zip("THW", x.shape[2:], cfg.patch_size) if s % p]
+        if bad:
+            raise ValueError(f"x {tuple(x.shape)}: {', '.join(f'{n}={s} is not a multiple of patch {p}' for n, s, p in bad)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must be [B]={x.shape[0]} timesteps in [0, 1], got shape {tuple(t.shape)}")
+        if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != cfg.text_dim:
+            raise ValueError(f"context must be [B={x.shape[0]}, S, {cfg.text_dim}], got {tuple(context.shape)}")
+        if sem is not None:
+            if self.sem_embedding is None:
+                raise ValueError("semantic tokens given, but this DiT has no semantic input (config sem_channels=0)")
+            if sem.ndim != 5 or sem.shape[0] != x.shape[0] or sem.shape[1] != cfg.sem_channels:
+                raise ValueError(
+                    f"sem must be [B={x.shape[0]}, {cfg.sem_channels}, T_s, H_s, W_s] "
+                    f"(the plan dim this model was trained on), got {tuple(sem.shape)}"
+                )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        sem: torch.Tensor | None = None,
+        window: int | None = None,
+    ) -> torch.Tensor:
+        """Predict the flow velocity.
+
+        x: [B, C, T, H, W] noisy sample; t: [B] times in [0, 1] (1 = noise); context: [B, S, text_dim] text features;
+        sem: [B, C_sem, T_s, H_s, W_s] in-context semantic plan or None; window: attention window in latent
+        frames (shifted by half at odd layers) or None for full attention. Returns v: [B, C, T, H, W].
+        """
+        self._check_inputs(x, t, context, sem)
+        b, _, nt, nh, nw = x.shape
+        pt, ph, pw = self.config.patch_size
+        grid = (nt // pt, nh // ph, nw // pw)
+        sem_grid = tuple(sem.shape[2:]) if sem is not None else None
+
+        # 1. tokens: a conv with stride == kernel is a matmul over flattened patches
+        patches = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
+        tokens = F.linear(patches, self.patch_embedding.weight.flatten(1), self.patch_embedding.bias)  # [B, L, D]
+        if sem is not None:
+            sem_tokens = self.sem_embedding(rearrange(sem, "b c t h w -> b (t h w) c").to(tokens.dtype))
+            tokens = torch.cat([tokens, sem_tokens], dim=1)  # [B, L + L_sem, D]
+
+        # 2. conditioning: timestep (Wan's 0..1000 scale) and text
+        e = self.time_embedding(timestep_embedding(t * 1000, self.config.freq_dim).to(tokens.dtype))  # [B, D]
+        e6 = self.time_projection(e).unflatten(1, (6, -1))  # [B, 6, D]
+        ctx = self.text_embedding(context.to(tokens.dtype))  # [B, S, D]
+
+        # 3. positions and windows (latent and semantic tokens of one time span interleaved)
+        cos, sin = (r.to(x.device) for r in rope_table(grid, sem_grid, self.config.head_dim, self.config.rope_theta))
+        perm, inverse, chunk_lens = interleaved_layout(grid, sem_grid, window)
+        if perm is not None:
+            perm, inverse = perm.to(x.device), inverse.to(x.device)
+            tokens, cos, sin = tokens.index_select(1, perm), cos.index_select(0, perm), sin.index_select(0, perm)
+
+        # 4. transformer
+        for i, block in enumerate(self.blocks):
+            spans = window_spans(chunk_lens, shifted=i % 2 == 1)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, e6, ctx, (cos, sin), spans, use_reentrant=False)
+            else:
+                tokens = block(tokens, e6, ctx, (cos, sin), spans)
+
+        # 5. drop the semantic tokens, predict patch velocities, unpatchify
+        n_lat = math.prod(grid)
+        tokens = tokens.index_select(1, inverse[:n_lat]) if perm is not None else tokens[:, :n_lat]
+        out = self.head(tokens, e)  # [B, L, pt * ph * pw * C]
+        return rearrange(
+            out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Loading
+    # ------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_wan_pretrained(cls, path: str | Path, sem_channels: int = 0, **overrides) -> SemanticGenDiT:
+        """Load Wan2.1 T2V weights from a diffusers folder (config.json + safetensors) or an original single file.
+
+        sem_channels > 0 adds the zero-initialised semantic projection; other overrides (e.g. in_channels=8,
+        patch_size=(1, 1, 1) for a semantic generator) re-initialise the layers whose shapes change. Every other
+        key must match exactly: a missing or unexpected key is an error that names it.
+        """
+        from .checkpoint import load_wan_weights
+
+        cfg, state = load_wan_weights(path)
+        cfg = DiTConfig.from_dict({**cfg.to_dict(), "sem_channels": sem_channels, **overrides})
+        model = cls(cfg)
+        own = model.state_dict()
+        reinit = {k for k, v in state.items() if k in own and own[k].shape != v.shape}
+        missing = sorted(set(own) - set(state) - {k for k in own if k.startswith("sem_embedding.")})
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"{path}: Wan weights do not fit SemanticGenDiT: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        model.load_state_dict({k: v for k, v in state.items() if k not in reinit}, strict=False)
+        model.reinitialised = sorted(reinit)  # e.g. patch_embedding / head for a new channel count
+        return model

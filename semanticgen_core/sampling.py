@@ -1,0 +1,68 @@
+"""Samplers: pure functions with a k-diffusion-style signature (paper Eq. 4).
+
+`model_fn(x, t, **extra_args) -> v` predicts the velocity for x [B, ...] at times t [B] (t = 1 noise, t = 0 data;
+see `flow.py`). `callback(info)` is called after every step with a dict: i, steps, t, x, v, denoised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .flow import predict_x0
+
+ModelFn = Callable[..., torch.Tensor]
+
+
+def sample_euler(
+    model_fn: ModelFn,
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable[[dict], None] | None = None,
+    disable: bool | None = None,
+) -> torch.Tensor:
+    """Euler integration of dx/dt = v from ts[0] (noise) to ts[-1] (data). x: [B, ...]; ts: [steps + 1]."""
+    extra_args = extra_args or {}
+    steps = len(ts) - 1
+    iterator = range(steps)
+    if disable is False:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=steps, leave=False)
+    for i in iterator:
+        t = ts[i].expand(x.shape[0]).to(x.device)
+        v = model_fn(x, t, **extra_args)
+        if callback is not None:
+            callback({"i": i, "steps": steps, "t": ts[i], "x": x, "v": v, "denoised": predict_x0(x, v, t)})
+        x = x + (ts[i + 1] - ts[i]).to(x.dtype) * v
+    return x
+
+
+def pad_context(ctx: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad text features [B, S, D] to `length` tokens (Wan pads its text context with zeros)."""
+    if ctx.shape[1] > length:
+        raise ValueError(f"context has {ctx.shape[1]} tokens, more than the requested {length}")
+    return F.pad(ctx, (0, 0, 0, length - ctx.shape[1]))
+
+
+def guided(model_fn: ModelFn, context: torch.Tensor, uncond_context: torch.Tensor | None, scale: float) -> ModelFn:
+    """Classifier-free guidance: v = v_u + scale (v_c - v_u), cond and uncond in one batched forward.
+
+    `context` [B, S, D] and `uncond_context` [B or 1, S', D] are zero-padded to one length. With scale == 1 or no
+    uncond context, one plain conditional forward is made.
+    """
+    if uncond_context is None or scale == 1.0:
+        return lambda x, t, **kw: model_fn(x, t, context=context, **kw)
+    b = context.shape[0]
+    s = max(context.shape[1], uncond_context.shape[1])
+    both = torch.cat([pad_context(context, s), pad_context(uncond_context, s).expand(b, -1, -1)])  # [2B, S, D]
+
+    def fn(x, t, **kw):
+        kw = {k: torch.cat([v, v]) if torch.is_tensor(v) and v.shape[:1] == (b,) else v for k, v in kw.items()}
+        v_c, v_u = model_fn(torch.cat([x, x]), torch.cat([t, t]), context=both, **kw).chunk(2)
+        return v_u + scale * (v_c - v_u)
+
+    return fn
