@@ -27,14 +27,18 @@ except ImportError:
     _flash_attn_func = None
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None = None, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """Full softmax attention. q: [B, Lq, N, E]; k, v: [B, Lk, N, E] -> [B, Lq, N, E].
 
     backend: None (auto: flash-attn for fp16/bf16 CUDA tensors when installed, else PyTorch SDPA), 'sdpa' or
-    'flash'.
+    'flash'. bias: additive logit bias broadcastable to [B, N, Lq, Lk] (SDPA only).
     """
     if backend is None:
-        use_flash = _flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+        use_flash = (
+            bias is None and _flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+        )
         backend = "flash" if use_flash else "sdpa"
     if backend == "flash":
         if _flash_attn_func is None:
@@ -42,8 +46,30 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | 
         return _flash_attn_func(q, k, v)
     if backend != "sdpa":
         raise ValueError(f"unknown attention backend {backend!r}; use 'sdpa' or 'flash'")
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias)
     return out.transpose(1, 2)
+
+
+def compact_padding(ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Collapse the trailing zero rows of a zero-padded context into one, exactly.
+
+    Wan pads every text context to 512 tokens with zeros; the padded rows all embed to the same key and value, and
+    n identical keys weigh as much as one key with logit + log(n). So cross-attention over [tokens, 1 pad row] with
+    that log-count bias equals attention over the full padded context, at a fraction of the cost.
+    ctx: [B, S, D] -> (ctx [B, S', D], bias [B, 1, 1, S'] or None when there is nothing to collapse).
+    """
+    b, s, _ = ctx.shape
+    nonzero = ctx.abs().amax(dim=-1) > 0  # [B, S]
+    idx = torch.arange(1, s + 1, device=ctx.device)
+    lengths = (nonzero * idx).amax(dim=1)  # true length per row: last non-zero row + 1
+    keep = min(s, int(lengths.max()) + 1)
+    if keep >= s:
+        return ctx, None
+    n_pad = (s - lengths).float()  # padded rows per sample, all identical
+    slots = (keep - lengths).float()  # pad rows kept per sample (>= 1)
+    pos = torch.arange(keep, device=ctx.device)[None]
+    bias = torch.where(pos >= lengths[:, None], torch.log(n_pad / slots)[:, None], torch.zeros((), device=ctx.device))
+    return ctx[:, :keep], bias[:, None, None].to(ctx.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -128,7 +154,9 @@ def interleaved_layout(
     if window_frames is None or window_frames >= t:
         return None, None, (n_lat + n_sem,)
     if window_frames < 2 or window_frames % 2:
-        raise ValueError(f"window must be an even number >= 2 of latent frames (it shifts by half), got {window_frames}")
+        raise ValueError(
+            f"window must be an even number >= 2 of latent frames (it shifts by half), got {window_frames}"
+        )
     c = window_frames // 2
     n_chunks = math.ceil(t / c)
     # a semantic frame belongs to the chunk holding the centre of the time span it describes

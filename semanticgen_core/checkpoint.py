@@ -174,7 +174,13 @@ def wan_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _diffusers_key_template(state: dict[str, torch.Tensor]) -> list[str]:
     n = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
     keys = ["patch_embedding.weight", "patch_embedding.bias", "scale_shift_table", "proj_out.weight", "proj_out.bias"]
-    for lin in ("time_embedder.linear_1", "time_embedder.linear_2", "time_proj", "text_embedder.linear_1", "text_embedder.linear_2"):
+    for lin in (
+        "time_embedder.linear_1",
+        "time_embedder.linear_2",
+        "time_proj",
+        "text_embedder.linear_1",
+        "text_embedder.linear_2",
+    ):
         keys += [f"condition_embedder.{lin}.weight", f"condition_embedder.{lin}.bias"]
     for i in range(n):
         b = f"blocks.{i}"
@@ -183,7 +189,12 @@ def _diffusers_key_template(state: dict[str, torch.Tensor]) -> list[str]:
                 keys += [f"{b}.{a}.{lin}.weight", f"{b}.{a}.{lin}.bias"]
             keys += [f"{b}.{a}.norm_q.weight", f"{b}.{a}.norm_k.weight"]
         keys += [f"{b}.norm2.weight", f"{b}.norm2.bias", f"{b}.scale_shift_table"]
-        keys += [f"{b}.ffn.net.0.proj.weight", f"{b}.ffn.net.0.proj.bias", f"{b}.ffn.net.2.weight", f"{b}.ffn.net.2.bias"]
+        keys += [
+            f"{b}.ffn.net.0.proj.weight",
+            f"{b}.ffn.net.0.proj.bias",
+            f"{b}.ffn.net.2.weight",
+            f"{b}.ffn.net.2.bias",
+        ]
     return keys
 
 
@@ -224,16 +235,29 @@ def _config_from_json(cfg: dict) -> dict:
     """DiTConfig fields from a diffusers or original-Wan config.json."""
     if "num_attention_heads" in cfg:  # diffusers
         return dict(
-            in_channels=cfg["in_channels"], out_channels=cfg.get("out_channels") or cfg["in_channels"],
-            dim=cfg["num_attention_heads"] * cfg["attention_head_dim"], ffn_dim=cfg["ffn_dim"],
-            freq_dim=cfg.get("freq_dim", 256), text_dim=cfg.get("text_dim", 4096), num_heads=cfg["num_attention_heads"],
-            num_layers=cfg["num_layers"], patch_size=tuple(cfg.get("patch_size", (1, 2, 2))), eps=cfg.get("eps", 1e-6),
+            in_channels=cfg["in_channels"],
+            out_channels=cfg.get("out_channels") or cfg["in_channels"],
+            dim=cfg["num_attention_heads"] * cfg["attention_head_dim"],
+            ffn_dim=cfg["ffn_dim"],
+            freq_dim=cfg.get("freq_dim", 256),
+            text_dim=cfg.get("text_dim", 4096),
+            num_heads=cfg["num_attention_heads"],
+            num_layers=cfg["num_layers"],
+            patch_size=tuple(cfg.get("patch_size", (1, 2, 2))),
+            eps=cfg.get("eps", 1e-6),
             cross_attn_norm=cfg.get("cross_attn_norm", True),
         )
     return dict(  # original Wan2.1 config.json
-        in_channels=cfg.get("in_dim", 16), out_channels=cfg.get("out_dim", 16), dim=cfg["dim"], ffn_dim=cfg["ffn_dim"],
-        freq_dim=cfg.get("freq_dim", 256), text_dim=cfg.get("text_dim", 4096), num_heads=cfg["num_heads"],
-        num_layers=cfg["num_layers"], patch_size=tuple(cfg.get("patch_size", (1, 2, 2))), eps=cfg.get("eps", 1e-6),
+        in_channels=cfg.get("in_dim", 16),
+        out_channels=cfg.get("out_dim", 16),
+        dim=cfg["dim"],
+        ffn_dim=cfg["ffn_dim"],
+        freq_dim=cfg.get("freq_dim", 256),
+        text_dim=cfg.get("text_dim", 4096),
+        num_heads=cfg["num_heads"],
+        num_layers=cfg["num_layers"],
+        patch_size=tuple(cfg.get("patch_size", (1, 2, 2))),
+        eps=cfg.get("eps", 1e-6),
         cross_attn_norm=cfg.get("cross_attn_norm", True),
     )
 

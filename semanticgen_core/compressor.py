@@ -50,12 +50,20 @@ class SemanticCompressor(nn.Module):
         self.hidden_dim = hidden_dim or max(4 * out_dim, min(in_dim, 1024))
         if not passthrough:
             self.mlp = nn.Sequential(
-                nn.LayerNorm(in_dim), nn.Linear(in_dim, self.hidden_dim), nn.GELU(), nn.Linear(self.hidden_dim, 2 * out_dim)
+                nn.LayerNorm(in_dim),
+                nn.Linear(in_dim, self.hidden_dim),
+                nn.GELU(),
+                nn.Linear(self.hidden_dim, 2 * out_dim),
             )
 
     @property
     def config(self) -> dict:
-        return {"in_dim": self.in_dim, "out_dim": self.out_dim, "hidden_dim": self.hidden_dim, "passthrough": self.passthrough}
+        return {
+            "in_dim": self.in_dim,
+            "out_dim": self.out_dim,
+            "hidden_dim": self.hidden_dim,
+            "passthrough": self.passthrough,
+        }
 
     def forward(self, feats: torch.Tensor) -> GaussianPlan:
         """feats: [B, d, T_s, H_s, W_s] encoder features -> GaussianPlan over [B, k, T_s, H_s, W_s]."""
@@ -67,7 +75,8 @@ class SemanticCompressor(nn.Module):
         x = rearrange(feats, "b d t h w -> b t h w d")
         mean, logvar = self.mlp(x.to(self.mlp[1].weight.dtype)).chunk(2, dim=-1)  # [B, T_s, H_s, W_s, k]
         return GaussianPlan(
-            rearrange(mean, "b t h w k -> b k t h w").contiguous(), rearrange(logvar, "b t h w k -> b k t h w").contiguous()
+            rearrange(mean, "b t h w k -> b k t h w").contiguous(),
+            rearrange(logvar, "b t h w k -> b k t h w").contiguous(),
         )
 
 

@@ -148,7 +148,14 @@ DIT_CONFIGS: dict[str, DiTConfig] = {
     "tiny": DiTConfig(dim=32, ffn_dim=64, freq_dim=32, text_dim=24, num_heads=2, num_layers=2, sem_channels=8),
     # tests: the semantic generator of the tiny pipeline (compressed dim 8, one token per semantic cell)
     "tiny-sem": DiTConfig(
-        in_channels=8, out_channels=8, dim=32, ffn_dim=64, freq_dim=32, text_dim=24, num_heads=2, num_layers=2,
+        in_channels=8,
+        out_channels=8,
+        dim=32,
+        ffn_dim=64,
+        freq_dim=32,
+        text_dim=24,
+        num_heads=2,
+        num_layers=2,
         patch_size=(1, 1, 1),
     ),
     # Wan2.1-T2V-1.3B sizes (loadable with SemanticGenDiT.from_wan_pretrained)
@@ -165,7 +172,9 @@ def get_dit_config(name_or_path: str, **overrides) -> DiTConfig:
     else:
         p = Path(name_or_path)
         if not p.is_file():
-            raise ValueError(f"unknown DiT config {name_or_path!r}: not a preset ({sorted(DIT_CONFIGS)}) nor a JSON file")
+            raise ValueError(
+                f"unknown DiT config {name_or_path!r}: not a preset ({sorted(DIT_CONFIGS)}) nor a JSON file"
+            )
         d = json.loads(p.read_text())
     d.update(overrides)
     return DiTConfig.from_dict(d)

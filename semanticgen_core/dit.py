@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
-from .attention import attention, interleaved_layout, window_spans, windowed_attention
+from .attention import attention, compact_padding, interleaved_layout, window_spans, windowed_attention
 from .config import DiTConfig
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -125,12 +125,12 @@ class CrossAttention(nn.Module):
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D]; ctx: [B, S, D] (already embedded) -> [B, L, D]."""
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, L, D]; ctx: [B, S, D] (already embedded); ctx_bias: [B, 1, 1, S] logit bias -> [B, L, D]."""
         q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # [B, L, N, E]
         k = self.norm_k(self.k(ctx)).unflatten(2, (self.num_heads, -1))  # [B, S, N, E]
         v = self.v(ctx).unflatten(2, (self.num_heads, -1))
-        return self.o(attention(q, k, v).flatten(2))
+        return self.o(attention(q, k, v, bias=ctx_bias).flatten(2))
 
 
 class DiTBlock(nn.Module):
@@ -148,12 +148,13 @@ class DiTBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
-    def forward(self, x, e, ctx, rope, spans):
-        """x: [B, L, D]; e: [B, 6, D] timestep projection; ctx: [B, S, D]; rope, spans: see SelfAttention."""
+    def forward(self, x, e, ctx, ctx_bias, rope, spans):
+        """x: [B, L, D]; e: [B, 6, D] timestep projection; ctx: [B, S, D], ctx_bias: see CrossAttention;
+        rope, spans: see SelfAttention."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e.float()).chunk(6, dim=1)  # [B, 1, D]
         y = self.self_attn(modulate(self.norm1, x, shift1, scale1), rope, spans)
         x = torch.addcmul(x.float(), y.float(), gate1).type_as(x)
-        x = x + self.cross_attn(self.norm3(x), ctx)
+        x = x + self.cross_attn(self.norm3(x), ctx, ctx_bias)
         y = self.ffn(modulate(self.norm2, x, shift2, scale2))
         return torch.addcmul(x.float(), y.float(), gate2).type_as(x)
 
@@ -193,6 +194,7 @@ class SemanticGenDiT(nn.Module):
         self.head = Head(cfg)
         self.sem_embedding = nn.Linear(cfg.sem_channels, d) if cfg.sem_channels else None
         self.gradient_checkpointing = False
+        self.compact_text = True  # collapse zero padding of the text context (exact; see attention.compact_padding)
         self.reset_new_layers()
 
     def reset_new_layers(self):
@@ -207,7 +209,9 @@ class SemanticGenDiT(nn.Module):
             raise ValueError(f"x must be [B, {cfg.in_channels}, T, H, W], got {tuple(x.shape)}")
         bad = [(n, s, p) for n, s, p in zip("THW", x.shape[2:], cfg.patch_size) if s % p]
         if bad:
-            raise ValueError(f"x {tuple(x.shape)}: {', '.join(f'{n}={s} is not a multiple of patch {p}' for n, s, p in bad)}")
+            raise ValueError(
+                f"x {tuple(x.shape)}: {', '.join(f'{n}={s} is not a multiple of patch {p}' for n, s, p in bad)}"
+            )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must be [B]={x.shape[0]} timesteps in [0, 1], got shape {tuple(t.shape)}")
         if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != cfg.text_dim:
@@ -248,10 +252,11 @@ class SemanticGenDiT(nn.Module):
             sem_tokens = self.sem_embedding(rearrange(sem, "b c t h w -> b (t h w) c").to(tokens.dtype))
             tokens = torch.cat([tokens, sem_tokens], dim=1)  # [B, L + L_sem, D]
 
-        # 2. conditioning: timestep (Wan's 0..1000 scale) and text
+        # 2. conditioning: timestep (Wan's 0..1000 scale) and text (zero padding collapsed, exactly)
         e = self.time_embedding(timestep_embedding(t * 1000, self.config.freq_dim).to(tokens.dtype))  # [B, D]
         e6 = self.time_projection(e).unflatten(1, (6, -1))  # [B, 6, D]
-        ctx = self.text_embedding(context.to(tokens.dtype))  # [B, S, D]
+        context, ctx_bias = compact_padding(context) if self.compact_text else (context, None)
+        ctx = self.text_embedding(context.to(tokens.dtype))  # [B, S', D]
 
         # 3. positions and windows (latent and semantic tokens of one time span interleaved)
         cos, sin = (r.to(x.device) for r in rope_table(grid, sem_grid, self.config.head_dim, self.config.rope_theta))
@@ -264,16 +269,23 @@ class SemanticGenDiT(nn.Module):
         for i, block in enumerate(self.blocks):
             spans = window_spans(chunk_lens, shifted=i % 2 == 1)
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, e6, ctx, (cos, sin), spans, use_reentrant=False)
+                tokens = checkpoint(block, tokens, e6, ctx, ctx_bias, (cos, sin), spans, use_reentrant=False)
             else:
-                tokens = block(tokens, e6, ctx, (cos, sin), spans)
+                tokens = block(tokens, e6, ctx, ctx_bias, (cos, sin), spans)
 
         # 5. drop the semantic tokens, predict patch velocities, unpatchify
         n_lat = math.prod(grid)
         tokens = tokens.index_select(1, inverse[:n_lat]) if perm is not None else tokens[:, :n_lat]
         out = self.head(tokens, e)  # [B, L, pt * ph * pw * C]
         return rearrange(
-            out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw
+            out,
+            "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
+            t=grid[0],
+            h=grid[1],
+            w=grid[2],
+            pt=pt,
+            ph=ph,
+            pw=pw,
         )
 
     # ------------------------------------------------------------------------------------------------------------
@@ -298,7 +310,9 @@ class SemanticGenDiT(nn.Module):
         missing = sorted(set(own) - set(state) - {k for k in own if k.startswith("sem_embedding.")})
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
-            raise ValueError(f"{path}: Wan weights do not fit SemanticGenDiT: missing {missing[:8]}, unexpected {unexpected[:8]}")
+            raise ValueError(
+                f"{path}: Wan weights do not fit SemanticGenDiT: missing {missing[:8]}, unexpected {unexpected[:8]}"
+            )
         model.load_state_dict({k: v for k, v in state.items() if k not in reinit}, strict=False)
         model.reinitialised = sorted(reinit)  # e.g. patch_embedding / head for a new channel count
         return model

@@ -43,9 +43,13 @@ class SemanticGenPipeline:
         self.config = config or PipelineConfig()
         k = self.config.semantic.compressed_dim
         if sem_generator is not None and sem_generator.config.in_channels != k:
-            raise ValueError(f"semantic generator makes plans of dim {sem_generator.config.in_channels}, config says {k}")
+            raise ValueError(
+                f"semantic generator makes plans of dim {sem_generator.config.in_channels}, config says {k}"
+            )
         if lat_generator.config.sem_channels != k:
-            raise ValueError(f"latent generator takes plans of dim {lat_generator.config.sem_channels}, config says {k}")
+            raise ValueError(
+                f"latent generator takes plans of dim {lat_generator.config.sem_channels}, config says {k}"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -89,7 +93,9 @@ class SemanticGenPipeline:
             raise ValueError("plan_from_video needs a semantic encoder; pass semantic_encoder= to the pipeline")
         feats = self.semantic_encoder.encode(frames).to(self.device)
         spec = self.config.semantic
-        check_plan_compatible(feats.shape[1], self.semantic_encoder.kind, self.compressor.in_dim, spec.kind, "reference ")
+        check_plan_compatible(
+            feats.shape[1], self.semantic_encoder.kind, self.compressor.in_dim, spec.kind, "reference "
+        )
         with torch.no_grad():
             return self.compressor(feats.to(self.dtype)).mode()
 
@@ -117,7 +123,9 @@ class SemanticGenPipeline:
         cb = _tagged(callback, "latent")
         with torch.no_grad():
             ts = flow.schedule(s.steps, s.shift, self.device)
-            return sample_euler(fn, x, ts, extra_args={"sem": z_sem.expand(ctx.shape[0], -1, -1, -1, -1), "window": window}, callback=cb)
+            return sample_euler(
+                fn, x, ts, extra_args={"sem": z_sem.expand(ctx.shape[0], -1, -1, -1, -1), "window": window}, callback=cb
+            )
 
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """Normalised latents [B, C, T, H, W] -> uint8 frames [B, F, H, W, 3]."""
@@ -164,7 +172,9 @@ class SemanticGenPipeline:
         if reference is not None:
             z_sem = self.plan_from_video(reference).expand(len(prompts), -1, -1, -1, -1)
         else:
-            z_sem = self.generate_plan(ctx, uncond, cfg.semantic.grid(seconds, height, width), None, generator, callback)
+            z_sem = self.generate_plan(
+                ctx, uncond, cfg.semantic.grid(seconds, height, width), None, generator, callback
+            )
 
         # 3.-4. Plan noise (RAE-style), then VAE latents conditioned on the plan (stage B)
         latent_shape = cfg.video.latent_shape(seconds, height, width)

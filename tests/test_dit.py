@@ -156,3 +156,32 @@ def test_config_round_trip_and_errors(tmp_path):
         DiTConfig(dim=30, num_heads=4)
     with pytest.raises(ValueError, match="unknown fields"):
         DiTConfig.from_dict({"dimension": 3})
+
+
+def test_collapsed_text_padding_is_exact(tmp_path):
+    ref = tiny_wan()
+    ref.save_pretrained(tmp_path / "wan")
+    ours = SemanticGenDiT.from_wan_pretrained(tmp_path / "wan").eval()
+    x, t, ctx = inputs(s=40)
+    ctx[0, 9:] = 0  # Wan-style zero padding, different true lengths per sample
+    ctx[1, 3:] = 0
+    with torch.no_grad():
+        expected = ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx).sample
+        fast = ours(x, t, ctx)
+        ours.compact_text = False
+        slow = ours(x, t, ctx)
+    assert (fast - expected).abs().max() < 1e-4 and (slow - expected).abs().max() < 1e-4
+
+
+def test_compact_padding_shapes():
+    from semanticgen_core.attention import compact_padding
+
+    ctx = torch.randn(2, 10, 4)
+    ctx[0, 6:] = 0
+    ctx[1, 2:] = 0
+    small, bias = compact_padding(ctx)
+    assert small.shape == (2, 7, 4) and bias.shape == (2, 1, 1, 7)
+    assert bias[0, 0, 0, :6].abs().sum() == 0 and torch.isclose(bias[0, 0, 0, 6], torch.log(torch.tensor(4.0)))
+    assert torch.isclose(bias[1, 0, 0, 2], torch.log(torch.tensor(8.0 / 5.0)))
+    full = torch.randn(2, 10, 4)
+    assert compact_padding(full)[1] is None

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+from conftest import TinyTextEncoder, randomize
+
+from semanticgen_core import DIT_CONFIGS, PipelineConfig, SamplerConfig, SemanticCompressor, SemanticGenDiT
+from semanticgen_core.checkpoint import CheckpointError
+from semanticgen_core.config import SemanticSpec, VideoSpec
+
+vae_mod = pytest.importorskip("semanticgen_core.vae")
+
+TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True])
+
+
+class PatchMeanEncoder:
+    """Test double of a semantic encoder: fixed random projection of 16x16 patch means over frame pairs."""
+
+    kind, dim = "test", 16
+
+    def __init__(self):
+        self.proj = torch.randn(3, self.dim, generator=torch.Generator().manual_seed(7))
+
+    def encode(self, frames):
+        x = torch.as_tensor(np.asarray(frames)).float().div(255)  # [T, H, W, 3]
+        t, h, w, _ = x.shape
+        x = x[: t // 2 * 2].reshape(t // 2, 2, h // 16, 16, w // 16, 16, 3).mean(dim=(1, 3, 5))  # [T/2, H/16, W/16, 3]
+        return (x @ self.proj).permute(3, 0, 1, 2)[None]  # [1, d, T_s, H_s, W_s]
+
+
+def make_pipeline(encoder_dim=16):
+    torch.manual_seed(0)
+    sem = randomize(SemanticGenDiT(DIT_CONFIGS["tiny-sem"]).eval(), std=0.1, seed=1)
+    lat = randomize(SemanticGenDiT(DIT_CONFIGS["tiny"]).eval(), std=0.1, seed=2)
+    vae = vae_mod.WanVAE.from_config(TINY_VAE).eval()
+    comp = SemanticCompressor(encoder_dim, 8).eval()
+    cfg = PipelineConfig(
+        video=VideoSpec(fps=8, z_dim=16),
+        semantic=SemanticSpec(kind="test", dim=encoder_dim, compressed_dim=8, fps=2, temporal_patch=2, spatial_patch=16),
+        sem_sampler=SamplerConfig(steps=2, cfg=3.0, shift=2.0),
+        lat_sampler=SamplerConfig(steps=2, cfg=3.0, shift=2.0),
+    )
+    return vae_mod, sem, lat, comp, vae, cfg
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from semanticgen_core import SemanticGenPipeline
+
+    _, sem, lat, comp, vae, cfg = make_pipeline()
+    return SemanticGenPipeline(sem, lat, comp, vae, TinyTextEncoder(), PatchMeanEncoder(), cfg)
+
+
+def test_text_to_video_end_to_end(pipe):
+    steps = []
+    frames = pipe("a red circle moves right", seconds=1.0, height=32, width=32, seed=3, callback=steps.append)
+    assert frames.dtype == np.uint8 and frames.shape == (1, 9, 32, 32, 3)  # 8 fps * 1 s -> 4k+1 = 9 frames
+    assert [(s["stage"], s["i"]) for s in steps] == [("plan", 0), ("plan", 1), ("latent", 0), ("latent", 1)]
+    assert steps[0]["x"].shape == (1, 8, 1, 2, 2)  # plan grid: 2 fps * 1 s / 2 frames, 32 / 16 pixels
+    again = pipe("a red circle moves right", seconds=1.0, height=32, width=32, seed=3)
+    other = pipe("a red circle moves right", seconds=1.0, height=32, width=32, seed=4)
+    assert np.array_equal(frames, again) and not np.array_equal(frames, other)
+
+
+def test_long_video_windowed_and_chunked_decode(pipe):
+    z_full = pipe("a blue square", seconds=3.0, height=32, width=32, seed=1, return_latents=True)
+    assert z_full.shape == (1, 16, 7, 4, 4)
+    z_same = pipe("a blue square", seconds=3.0, height=32, width=32, seed=1, window=8, return_latents=True)
+    assert torch.equal(z_full, z_same)  # a window covering the video is full attention
+    z_win = pipe("a blue square", seconds=3.0, height=32, width=32, seed=1, window=2, return_latents=True)
+    assert z_win.shape == z_full.shape and not torch.allclose(z_win, z_full)
+    chunks = list(pipe.iter_decode(z_win, chunk=2))
+    assert len(chunks) > 1
+    assert np.array_equal(np.concatenate(chunks), pipe.decode(z_win)[0])
+
+
+def test_reference_transfer_uses_the_reference_plan(pipe):
+    rng = np.random.default_rng(0)
+    ref_a = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    ref_b = 255 - ref_a
+    plan = pipe.plan_from_video(ref_a)
+    assert plan.shape == (1, 8, 2, 2, 2)
+    a = pipe("anything", seconds=1.0, height=32, width=32, reference=ref_a, return_latents=True)
+    b = pipe("anything", seconds=1.0, height=32, width=32, reference=ref_b, return_latents=True)
+    assert not torch.allclose(a, b)
+
+
+def test_mismatched_parts_are_named():
+    from semanticgen_core import SemanticGenPipeline
+
+    _, sem, lat, comp, vae, cfg = make_pipeline(encoder_dim=32)
+    pipe = SemanticGenPipeline(sem, lat, comp, vae, TinyTextEncoder(), PatchMeanEncoder(), cfg)
+    with pytest.raises(CheckpointError, match="dim 16.*dim 32"):
+        pipe.plan_from_video(np.zeros((4, 32, 32, 3), dtype=np.uint8))
+    cfg.semantic.compressed_dim = 64
+    with pytest.raises(ValueError, match="dim 8"):
+        SemanticGenPipeline(sem, lat, comp, vae, TinyTextEncoder(), None, cfg)
