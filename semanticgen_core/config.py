@@ -13,6 +13,32 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # ----------------------------------------------------------------------------------------------------------------
+# Geometry helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 128 * 28 * 28, max_pixels: int = 768 * 28 * 28
+) -> tuple[int, int]:
+    """Qwen2-VL's resize rule: sides multiples of `factor`, area within [min_pixels, max_pixels], aspect kept."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}"
+        )
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Network config
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -70,14 +96,19 @@ class SemanticSpec:
     fps: float = 1.6  # frames per second fed to the encoder (paper: 1.6)
     temporal_patch: int = 2  # encoder frames per semantic frame
     spatial_patch: int = 28  # pixels per semantic token side (Qwen: 14 * 2x2 merge = 28; V-JEPA 2: 16)
+    min_pixels: int = 0  # Qwen resize rule: frame area lower bound after resizing (0: no bound)
+    max_pixels: int = 0  # Qwen resize rule: frame area upper bound after resizing (0: no bound)
+    crop: int = 0  # fixed square crop side in pixels (V-JEPA 2: crop_size; 0: frames keep their aspect)
 
     def grid(self, seconds: float, height: int, width: int) -> tuple[int, int, int]:
-        """Semantic grid (T_s, H_s, W_s) for a clip of `seconds` at `height` x `width` pixels."""
+        """Semantic grid (T_s, H_s, W_s) the encoder gives for a clip of `seconds` at `height` x `width` pixels."""
         frames = max(1, math.ceil(seconds * self.fps - 1e-6))
         t_s = math.ceil(frames / self.temporal_patch)
-        h_s = max(1, round(height / self.spatial_patch))
-        w_s = max(1, round(width / self.spatial_patch))
-        return t_s, h_s, w_s
+        if self.crop:
+            return t_s, self.crop // self.spatial_patch, self.crop // self.spatial_patch
+        lo, hi = self.min_pixels or 1, self.max_pixels or 1 << 62
+        h, w = smart_resize(height, width, self.spatial_patch, lo, hi)
+        return t_s, max(1, h // self.spatial_patch), max(1, w // self.spatial_patch)
 
     def to_dict(self) -> dict:
         return asdict(self)

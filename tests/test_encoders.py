@@ -122,7 +122,15 @@ def test_qwen_loads_only_visual_shards_and_matches_transformers(qwen_full, monke
     assert tuple(feats.shape) == (1, 24, *enc.grid(3, 60, 90)) == (1, 24, 2, 2, 3)
     torch.testing.assert_close(feats[0], ref.reshape(2, 2, 3, 24).permute(3, 0, 1, 2), atol=1e-5, rtol=0)
     assert enc.spec.to_dict() == dict(
-        kind="qwen2_5_vl", dim=24, compressed_dim=24, fps=1.6, temporal_patch=2, spatial_patch=28
+        kind="qwen2_5_vl",
+        dim=24,
+        compressed_dim=24,
+        fps=1.6,
+        temporal_patch=2,
+        spatial_patch=28,
+        min_pixels=56 * 56,
+        max_pixels=768 * 28 * 28,
+        crop=0,
     )
 
 
@@ -365,3 +373,13 @@ def test_encoders_on_cuda_match_cpu(qwen_full, qwen_enc, vjepa_full):
     cpu_v = load_semantic_encoder("vjepa2", vjepa_full[0])
     gpu_v = load_semantic_encoder("vjepa2", vjepa_full[0], device="cuda")
     torch.testing.assert_close(gpu_v.encode(video).cpu(), cpu_v.encode(video), atol=1e-4, rtol=1e-4)
+
+
+def test_spec_grid_predicts_the_encoder_grid(vjepa_full):
+    # a plan is shaped from the checkpoint's SemanticSpec alone (no encoder loaded): it must match the encoder
+    for enc in (Qwen25VLEncoder.from_config(VISION), Qwen25VLEncoder.from_config(VISION, **SMALL)):
+        spec = enc.spec
+        for frames, h, w in [(4, 480, 832), (6, 720, 1280), (2, 60, 90), (3, 28, 28)]:
+            assert spec.grid(frames / spec.fps, h, w) == enc.grid(frames, h, w), (frames, h, w)
+    vj = load_semantic_encoder("vjepa2", vjepa_full[0])
+    assert vj.spec.grid(4 / vj.spec.fps, 40, 48) == vj.grid(4, 40, 48)

@@ -214,7 +214,17 @@ class SemanticEncoder(nn.Module):
     @property
     def spec(self) -> SemanticSpec:
         """The SemanticSpec of this encoder (compressed_dim = dim: no compressor yet)."""
-        return SemanticSpec(self.kind, self.dim, self.dim, self.fps, self.temporal_patch, self.spatial_patch)
+        return SemanticSpec(
+            self.kind,
+            self.dim,
+            self.dim,
+            self.fps,
+            self.temporal_patch,
+            self.spatial_patch,
+            min_pixels=getattr(self, "min_pixels", 0),
+            max_pixels=getattr(self, "max_pixels", 0),
+            crop=getattr(self, "crop_size", 0),
+        )
 
     @property
     def device(self) -> torch.device:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
+from ..config import smart_resize
 from .base import (
     PAPER_SEMANTIC_FPS,
     SemanticEncoder,
@@ -45,27 +46,6 @@ VIDEO_MIN_PIXELS = 128 * 28 * 28  # transformers' Qwen2VLVideoProcessor size["sh
 VIDEO_MAX_PIXELS = 768 * 28 * 28  # transformers' Qwen2VLVideoProcessor size["longest_edge"]
 VISUAL_PREFIXES = ("model.visual.", "visual.")  # transformers >= 4.52 saves model.visual.; the Hub release visual.
 ENCODER_FILE = "semantic_encoder.safetensors"  # file name used by `save` when given a folder
-
-
-def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS
-) -> tuple[int, int]:
-    """Qwen2-VL's resize rule: sides multiples of `factor`, area within [min_pixels, max_pixels], aspect kept."""
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(
-            f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}"
-        )
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 def _hf():
