@@ -47,15 +47,22 @@ def main(args):
     torch.manual_seed(0)
     dtype, dev = DTYPES[args.dtype], args.device
     ref = WanTransformer3DModel(
-        num_attention_heads=args.heads, attention_head_dim=args.dim // args.heads, in_channels=16, out_channels=16,
-        text_dim=args.text_dim, ffn_dim=args.ffn, num_layers=args.layers,
+        num_attention_heads=args.heads,
+        attention_head_dim=args.dim // args.heads,
+        in_channels=16,
+        out_channels=16,
+        text_dim=args.text_dim,
+        ffn_dim=args.ffn,
+        num_layers=args.layers,
     ).eval()
     sd = diffusers_to_wan(ref.state_dict())
     ours = SemanticGenDiT(infer_wan_config(sd, head_dim=args.dim // args.heads)).eval()
     ours.load_state_dict(sd)
     ref, ours = ref.to(dev, dtype), ours.to(dev, dtype)
     print(f"device={dev} dtype={args.dtype} dim={args.dim} layers={args.layers} heads={args.heads} ffn={args.ffn}")
-    print(f"{'tokens':>7} {'latent THW':>12} {'diffusers s':>12} {'ours s':>9} {'speed-up':>9} {'max|diff|':>10} {'TFLOP/s':>8}")
+    print(
+        f"{'tokens':>7} {'latent THW':>12} {'diffusers s':>12} {'ours s':>9} {'speed-up':>9} {'max|diff|':>10} {'TFLOP/s':>8}"
+    )
     for frames in args.frames:
         h, w = args.size
         x = torch.randn(1, 16, frames, h, w, device=dev, dtype=dtype)

@@ -43,8 +43,12 @@ def main(args):
     ctx = torch.randn(1, 16, 64, device=args.device)
     t = torch.rand(1, device=args.device)
     base = None
-    print(f"dim={args.dim} layers={args.layers} latent {h}x{w}, window={args.window} latent frames, device={args.device}")
-    print(f"{'length':>6} {'T':>4} {'tokens':>7} {'swin s':>8} {'full s':>8} {'swin x1':>8} {'full x1':>8} {'full/swin':>9}")
+    print(
+        f"dim={args.dim} layers={args.layers} latent {h}x{w}, window={args.window} latent frames, device={args.device}"
+    )
+    print(
+        f"{'length':>6} {'T':>4} {'tokens':>7} {'swin s':>8} {'full s':>8} {'swin x1':>8} {'full x1':>8} {'full/swin':>9}"
+    )
     for mult in args.mults:
         frames = args.base_frames * mult
         x = torch.randn(1, 16, frames, h, w, device=args.device)
@@ -55,7 +59,9 @@ def main(args):
             tf = median_time(lambda: model(x, t, ctx, sem=sem, window=None), args.rounds, args.device)
         base = base or (ts, tf)
         tokens = frames * h * w // 4 + sem[0, 0].numel()
-        print(f"{mult:>5}x {frames:>4} {tokens:>7} {ts:>8.3f} {tf:>8.3f} {ts / base[0]:>8.2f} {tf / base[1]:>8.2f} {tf / ts:>9.2f}")
+        print(
+            f"{mult:>5}x {frames:>4} {tokens:>7} {ts:>8.3f} {tf:>8.3f} {ts / base[0]:>8.2f} {tf / base[1]:>8.2f} {tf / ts:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

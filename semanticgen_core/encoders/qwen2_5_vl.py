@@ -17,7 +17,6 @@ holding them; the language model is never built) or our own checkpoint (role sem
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
