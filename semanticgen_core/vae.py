@@ -38,17 +38,9 @@ _STRIP_PREFIXES = ("first_stage_model.", "vae.", "model.")  # wrappers some sing
 def wan21_vae_config() -> dict:
     """The Wan2.1 VAE config (diffusers names); latents_mean/std are diffusers' AutoencoderKLWan defaults."""
     defaults = inspect.signature(AutoencoderKLWan.__init__).parameters
-    return {
-        "base_dim": 96,
-        "z_dim": 16,
-        "dim_mult": [1, 2, 4, 4],
-        "num_res_blocks": 2,
-        "attn_scales": [],
-        "temperal_downsample": [False, True, True],
-        "dropout": 0.0,
-        "latents_mean": list(defaults["latents_mean"].default),
-        "latents_std": list(defaults["latents_std"].default),
-    }
+    structure = dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], dropout=0.0)
+    stats = {k: list(defaults[k].default) for k in ("latents_mean", "latents_std")}
+    return {**structure, "temperal_downsample": [False, True, True], **stats}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -229,39 +221,31 @@ class WanVAE(nn.Module):
         if chunk < 1:
             raise ValueError(f"iter_decode: chunk must be >= 1, got {chunk}")
         self._check_latent(z_norm)
-        model = self.model
-        decoder = model.decoder
+        model, decoder = self.model, self.model.decoder
         cache = [None] * sum(isinstance(m, WanCausalConv3d) for m in decoder.modules())
-        num = z_norm.shape[2]
-        for start in range(0, num, chunk):
+        for start in range(0, z_norm.shape[2], chunk):
             z = self.denormalize(z_norm[:, :, start : start + chunk]).to(self.device, self.dtype)
             x = model.post_quant_conv(z)  # 1x1x1 conv: per frame, needs no cache
-            outs = []
-            for i in range(x.shape[2]):
-                step = decoder(x[:, :, i : i + 1], feat_cache=cache, feat_idx=[0], first_chunk=start + i == 0)
-                outs.append(step)
+            outs = [
+                decoder(x[:, :, i : i + 1], feat_cache=cache, feat_idx=[0], first_chunk=start + i == 0)
+                for i in range(x.shape[2])
+            ]
             out = torch.cat(outs, dim=2)
             if model.config.patch_size is not None:
                 out = unpatchify(out, patch_size=model.config.patch_size)
             yield out.clamp(-1.0, 1.0).float()
 
     def iter_decode_uint8(self, z_norm: torch.Tensor, chunk: int = 4) -> Iterator[np.ndarray]:
-        """Yield uint8 frame blocks [f, H, W, 3] of a single latent [1, C, T, h, w] (for streaming video writing)."""
-        z_norm = self._single(z_norm)
+        """Yield uint8 frame blocks [f, H, W, 3] of one latent [1, C, T, h, w] or [C, T, h, w] (streamed writing)."""
+        z_norm = z_norm.unsqueeze(0) if z_norm.ndim == 4 else z_norm
+        if z_norm.ndim != 5 or z_norm.shape[0] != 1:
+            raise ValueError(f"expected one latent [1, C, T, h, w] or [C, T, h, w], got {tuple(z_norm.shape)}")
         for block in self.iter_decode(z_norm, chunk):
             yield video_to_frames(block[0])
 
     def decode_to_uint8(self, z_norm: torch.Tensor, chunk: int = 4) -> np.ndarray:
         """uint8 frames [F, H, W, 3] of a single latent [1, C, T, h, w] or [C, T, h, w], decoded chunk by chunk."""
         return np.concatenate(list(self.iter_decode_uint8(z_norm, chunk)), axis=0)
-
-    def _single(self, z_norm: torch.Tensor) -> torch.Tensor:
-        """[C, T, h, w] or [1, C, T, h, w] -> [1, C, T, h, w]."""
-        if z_norm.ndim == 4:
-            z_norm = z_norm.unsqueeze(0)
-        if z_norm.ndim != 5 or z_norm.shape[0] != 1:
-            raise ValueError(f"expected one latent [1, C, T, h, w] or [C, T, h, w], got {tuple(z_norm.shape)}")
-        return z_norm
 
     def _check_latent(self, z: torch.Tensor) -> None:
         """Raise unless z is [B, z_dim, T, h, w]."""
@@ -354,10 +338,10 @@ def _build_strict(config: dict, state: dict[str, torch.Tensor], dtype: torch.dty
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
+        more = " and more" if max(len(missing), len(unexpected)) > 20 else ""
         raise CheckpointError(
-            f"{source}: VAE weights do not match the config: missing keys {missing[:20]}"
-            f"{' ...' if len(missing) > 20 else ''}, unexpected keys {unexpected[:20]}"
-            f"{' ...' if len(unexpected) > 20 else ''} (a different VAE size? pass config=...)"
+            f"{source}: VAE weights do not match the config: missing keys {missing[:20]}, unexpected keys "
+            f"{unexpected[:20]}{more} (a different VAE size? pass config=...)"
         )
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     try:
@@ -397,12 +381,9 @@ def _folder_files(folder: Path) -> list[Path]:
 
 def _single_file(path: Path, config: dict | None) -> tuple[dict, dict[str, torch.Tensor]]:
     """(config, diffusers-named state) of one safetensors file: our format, original Wan2.1, or diffusers keys."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises several types for a damaged file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
-    state = _read([path])
+    state = _read([path])  # raises CheckpointError for an unreadable file
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
     if "semanticgen_format" in meta:
         header = read_header(path)
         if header["role"] != "vae":

@@ -15,8 +15,16 @@ diffusers = pytest.importorskip("diffusers")
 def tiny_wan(seed=0):
     torch.manual_seed(seed)
     ref = diffusers.WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
-        text_dim=16, freq_dim=32, ffn_dim=48, num_layers=2, rope_max_seq_len=64,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=4,
+        out_channels=4,
+        text_dim=16,
+        freq_dim=32,
+        ffn_dim=48,
+        num_layers=2,
+        rope_max_seq_len=64,
     )
     return randomize(ref, seed=seed).eval()
 
@@ -46,7 +54,9 @@ def test_loads_original_single_file_with_comfy_prefix(tmp_path):
     ours = SemanticGenDiT.from_wan_pretrained(tmp_path / "wan2.1_t2v.safetensors", num_heads=2).eval()
     x, t, ctx = inputs()
     with torch.no_grad():
-        assert torch.allclose(ours(x, t, ctx), ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx).sample, atol=1e-4)
+        assert torch.allclose(
+            ours(x, t, ctx), ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx).sample, atol=1e-4
+        )
     # and back to diffusers names
     assert set(wan_to_diffusers(ours.state_dict())) == set(ref.state_dict())
 
@@ -114,7 +124,11 @@ def test_bad_inputs_raise_clear_errors(tiny_dit):
 
 def test_swin_equals_full_when_window_covers_video(tiny_dit):
     g = torch.Generator().manual_seed(0)
-    x, ctx, sem = torch.randn(2, 16, 6, 4, 4, generator=g), torch.randn(2, 3, 24, generator=g), torch.randn(2, 8, 3, 1, 1, generator=g)
+    x, ctx, sem = (
+        torch.randn(2, 16, 6, 4, 4, generator=g),
+        torch.randn(2, 3, 24, generator=g),
+        torch.randn(2, 8, 3, 1, 1, generator=g),
+    )
     t = torch.rand(2, generator=g)
     with torch.no_grad():
         full = tiny_dit(x, t, ctx, sem=sem)
@@ -137,7 +151,11 @@ def _frames_changed(model, x, t, ctx, sem, frame=None, sem_frame=None, **kw):
 
 def test_shifted_windows_limit_the_receptive_field(tiny_cfg):
     g = torch.Generator().manual_seed(0)
-    x, ctx, sem = torch.randn(1, 16, 6, 2, 2, generator=g), torch.randn(1, 3, 24, generator=g), torch.randn(1, 8, 3, 1, 1, generator=g)
+    x, ctx, sem = (
+        torch.randn(1, 16, 6, 2, 2, generator=g),
+        torch.randn(1, 3, 24, generator=g),
+        torch.randn(1, 8, 3, 1, 1, generator=g),
+    )
     t = torch.rand(1, generator=g)
     one = randomize(SemanticGenDiT(DiTConfig.from_dict({**tiny_cfg.to_dict(), "num_layers": 1})))
     two = randomize(SemanticGenDiT(tiny_cfg))  # layer 0: windows (0 1)(2 3)(4 5); layer 1 shifted: (0)(1 2)(3 4)(5)

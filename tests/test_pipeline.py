@@ -35,7 +35,9 @@ def make_pipeline(encoder_dim=16):
     comp = SemanticCompressor(encoder_dim, 8).eval()
     cfg = PipelineConfig(
         video=VideoSpec(fps=8, z_dim=16),
-        semantic=SemanticSpec(kind="test", dim=encoder_dim, compressed_dim=8, fps=2, temporal_patch=2, spatial_patch=16),
+        semantic=SemanticSpec(
+            kind="test", dim=encoder_dim, compressed_dim=8, fps=2, temporal_patch=2, spatial_patch=16
+        ),
         sem_sampler=SamplerConfig(steps=2, cfg=3.0, shift=2.0),
         lat_sampler=SamplerConfig(steps=2, cfg=3.0, shift=2.0),
     )
