@@ -41,6 +41,9 @@ class CheckpointError(ValueError):
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
     """safetensors save through a temp file in the same folder + rename: a crash never leaves half a file."""
     path = Path(path)
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise TypeError(f"{path}: only tensors can be saved, but {bad[:5]} are not tensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
