@@ -27,10 +27,25 @@ from .config import DiTConfig
 FORMAT_VERSION = 1
 ROLES = ("semantic_generator", "latent_generator", "compressor", "semantic_encoder", "vae", "text_encoder", "bundle")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_NAMES = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, of the wrong role, or incompatible with its partner."""
+
+
+def resolve_dtype(dtype, config_dtype=None) -> torch.dtype:
+    """A torch dtype from a dtype, a name ('bf16', 'float32', ...) or 'auto' (the checkpoint's own, else fp32)."""
+    if dtype == "auto" or dtype is None:
+        dtype = config_dtype or torch.float32
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        if name not in _DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {dtype!r}; one of {sorted(_DTYPE_NAMES)} or 'auto'")
+        dtype = _DTYPE_NAMES[name]
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype, a name or 'auto'; got {dtype!r}")
+    return dtype
 
 
 # ----------------------------------------------------------------------------------------------------------------

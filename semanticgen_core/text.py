@@ -21,10 +21,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, UMT5EncoderModel
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, resolve_dtype
 
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-_DTYPES.update({"fp16": torch.float16, "float16": torch.float16})
 _UNUSED = ("pooler.",)  # BERT-style pooler: present in some folders, absent in others, not used for per-token features
 
 
@@ -38,16 +36,6 @@ def clean_prompt(text: str) -> str:
         text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text))
     return re.sub(r"\s+", " ", text).strip()
-
-
-def _as_dtype(dtype) -> torch.dtype:
-    """A torch dtype from a dtype or a name such as 'bf16'."""
-    if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
-        if name not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; one of {sorted(_DTYPES)}")
-        return _DTYPES[name]
-    return dtype
 
 
 def _as_prompts(prompts) -> list[str]:
@@ -196,7 +184,7 @@ class UMT5TextEncoder(HFTextEncoder):
         model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
         if model_type != "umt5":
             raise CheckpointError(f"{model_dir}: holds a {model_type!r} model, not umT5 (Wan2.1's text encoder)")
-        model = _load_model(UMT5EncoderModel, model_dir, _as_dtype(dtype), device)
+        model = _load_model(UMT5EncoderModel, model_dir, resolve_dtype(dtype), device)
         return cls(model, _load_tokenizer(tok_dir), max_length, clean=clean)
 
 
@@ -219,7 +207,7 @@ class SentenceTextEncoder(HFTextEncoder):
     ) -> SentenceTextEncoder:
         """Load AutoModel + AutoTokenizer from one local folder (or text_encoder/ + tokenizer/ subfolders)."""
         model_dir, tok_dir = _resolve_folders(path, tokenizer_path)
-        model = _load_model(AutoModel, model_dir, _as_dtype(dtype), device)
+        model = _load_model(AutoModel, model_dir, resolve_dtype(dtype), device)
         return cls(model, _load_tokenizer(tok_dir), max_length)
 
 

@@ -27,11 +27,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import CheckpointError, read_header, save_checkpoint
+from .checkpoint import CheckpointError, read_header, resolve_dtype, save_checkpoint
 from .config import VideoSpec
 
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-_DTYPES.update({"fp16": torch.float16, "float16": torch.float16})
 _STRIP_PREFIXES = ("first_stage_model.", "vae.", "model.")  # wrappers some single files put around the VAE keys
 
 
@@ -399,15 +397,6 @@ def _single_file(path: Path, config: dict | None) -> tuple[dict, dict[str, torch
     return cfg, state
 
 
-def _as_dtype(dtype) -> torch.dtype:
-    """A torch dtype from a dtype or a name such as 'bf16'."""
-    if isinstance(dtype, str):
-        if dtype.removeprefix("torch.") not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; one of {sorted(_DTYPES)}")
-        return _DTYPES[dtype.removeprefix("torch.")]
-    return dtype
-
-
 def load_vae(path: str | Path, dtype=torch.float32, device="cpu", config: dict | None = None) -> WanVAE:
     """Load a Wan VAE from local files only; `config` overrides (part of) the folder's / default config.
 
@@ -415,7 +404,7 @@ def load_vae(path: str | Path, dtype=torch.float32, device="cpu", config: dict |
     `vae/` subfolder, a single original-layout file (Wan2.1_VAE / ComfyUI wan_2.1_vae.safetensors: the default
     config is the real Wan2.1 VAE), or one of our checkpoints with role 'vae'.
     """
-    path, dtype = Path(path), _as_dtype(dtype)
+    path, dtype = Path(path), resolve_dtype(dtype)
     if path.is_dir():
         folder = path / "vae" if (path / "vae").is_dir() else path
         cfg_file = folder / "config.json"

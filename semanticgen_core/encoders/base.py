@@ -27,14 +27,6 @@ from ..config import SemanticSpec
 
 PAPER_SEMANTIC_FPS = 1.6  # paper, Sec. 4: frames fed to the semantic encoder per second
 VIDEO_SHAPE = "uint8 frames [T, H, W, 3] or [B, T, H, W, 3] (or floats in [0, 1]), numpy or torch"
-_DTYPE_NAMES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
 
 ENCODERS: dict[str, type[SemanticEncoder]] = {}
 
@@ -107,20 +99,6 @@ def pad_frames(x: torch.Tensor, multiple: int, dim: int = 1) -> torch.Tensor:
         return x
     last = x.narrow(dim, x.shape[dim] - 1, 1)
     return torch.cat([x, *([last] * pad)], dim=dim)
-
-
-def resolve_dtype(dtype, config_dtype=None) -> torch.dtype:
-    """A torch dtype from a dtype, a name ('bf16', 'float32', ...) or 'auto' (the checkpoint's own, else fp32)."""
-    if dtype == "auto" or dtype is None:
-        dtype = config_dtype or torch.float32
-    if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
-        if name not in _DTYPE_NAMES:
-            raise ValueError(f"unknown dtype {dtype!r}; one of {sorted(_DTYPE_NAMES)} or 'auto'")
-        dtype = _DTYPE_NAMES[name]
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch dtype, a name or 'auto'; got {dtype!r}")
-    return dtype
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, read_header, resolve_dtype, save_checkpoint
 from ..config import smart_resize
 from .base import (
     PAPER_SEMANTIC_FPS,
@@ -35,7 +35,6 @@ from .base import (
     pad_frames,
     read_tensors,
     register_encoder,
-    resolve_dtype,
     to_pixels,
 )
 

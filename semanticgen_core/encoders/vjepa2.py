@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, resolve_dtype
 from .base import (
     PAPER_SEMANTIC_FPS,
     SemanticEncoder,
@@ -33,7 +33,6 @@ from .base import (
     pad_frames,
     read_tensors,
     register_encoder,
-    resolve_dtype,
     to_pixels,
 )
 
