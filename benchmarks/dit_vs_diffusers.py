@@ -9,30 +9,19 @@ max abs difference of the outputs (a benchmark that compares different maths wou
 
 import argparse
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 from diffusers import WanTransformer3DModel
+from timing import median_time
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from semanticgen_core.checkpoint import diffusers_to_wan, infer_wan_config
 from semanticgen_core.dit import SemanticGenDiT
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def timed(fn, repeats: int, device: str) -> float:
-    """Median seconds of fn() over repeats runs (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def flops(cfg, tokens: int, text: int) -> float:
@@ -74,8 +63,10 @@ def main(args):
             b = ours(x, t, ctx)
             t_ref, t_ours = [], []
             for _ in range(args.rounds):  # alternate so both see the same machine state
-                t_ref.append(timed(lambda: ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx), 1, dev))
-                t_ours.append(timed(lambda: ours(x, t, ctx), 1, dev))
+                t_ref.append(
+                    median_time(lambda: ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx), 1, dev)
+                )
+                t_ours.append(median_time(lambda: ours(x, t, ctx), 1, dev))
         tr, to = statistics.median(t_ref), statistics.median(t_ours)
         tokens = frames * h * w // 4
         tf = flops(ours.config, tokens, args.text_len) / to / 1e12

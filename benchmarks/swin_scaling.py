@@ -9,28 +9,16 @@ The latent generator sees latents [1, 16, T, H, W] plus the semantic plan in con
 """
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
+from timing import median_time
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from semanticgen_core.config import DiTConfig
 from semanticgen_core.dit import SemanticGenDiT
-
-
-def median_time(fn, rounds: int, device: str) -> float:
-    """Median wall time of fn() over `rounds` runs after a warm-up."""
-    fn()
-    out = []
-    for _ in range(rounds):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def main(args):
