@@ -1,0 +1,184 @@
+"""Training end to end on CPU: stage 1 then stage 2 into exports the pipeline samples from; SIGKILL + resume is
+bit-identical to an uninterrupted run; SIGTERM saves and exits; a 2-process DDP run (gloo) ends with equal weights."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TinyTextEncoder
+from safetensors.torch import load_file
+from test_train_data import build_cache
+
+from semanticgen_core import PipelineConfig, SamplerConfig, SemanticGenPipeline
+from semanticgen_core.checkpoint import CheckpointError, read_header
+from semanticgen_core.compressor import SemanticCompressor
+from semanticgen_core.vae import WanVAE
+from semanticgen_core.video_io import read_video
+from train import stage1, stage2
+from train.data import CachedLatentDataset
+from train.export import Stage1Export, load_stage1, load_stage2
+from train.loop import drop_captions
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True])
+FAST = ["--batch-size", "2", "--warmup-steps", "2", "--log-every", "1", "--ckpt-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return build_cache(tmp_path_factory.mktemp("train"))["dir"]
+
+
+def run_script(script, *args, **kw):
+    return subprocess.Popen([sys.executable, str(ROOT / "train" / script), *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)  # fmt: skip
+
+
+def wait_for_state(run: Path, proc, timeout=120.0) -> None:
+    """Poll until the run has written its first training state."""
+    end = time.time() + timeout
+    while not list((run / "states").glob("step-*")):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.time() < end, "no training state written in time"
+        time.sleep(0.02)
+
+
+def latest_step(run: Path) -> int:
+    return max(int(p.name[5:]) for p in (run / "states").glob("step-*"))
+
+
+def state_of(run: Path, step: int) -> dict:
+    """Everything a training state holds, as comparable python objects."""
+    folder = run / "states" / f"step-{step:08d}"
+    out = {name: load_file(str(folder / f"{name}.safetensors")) for name in ("model", "ema_0", "rng_0")}
+    out["optimizer"] = torch.load(folder / "optimizer.bin", weights_only=True)  # our own file, still weights only
+    trainer = json.loads((folder / "trainer_state.json").read_text())
+    out["trainer"] = {k: v for k, v in trainer.items() if k != "resumed_from"}
+    return out
+
+
+def assert_same(a, b, path="state"):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+def test_caption_dropout():
+    g = torch.Generator().manual_seed(0)
+    ctx, null = torch.randn(4, 3, 5), torch.randn(1, 5)
+    assert torch.equal(drop_captions(ctx, null, 0.0, g), ctx)
+    dropped = drop_captions(ctx, null, 1.0, g)
+    assert torch.equal(dropped[:, 0], null.expand(4, 5)) and dropped[:, 1:].abs().sum() == 0
+
+
+def test_stage1_then_stage2_exports_load_and_sample(cache, tmp_path):
+    run1, run2, vae_file = tmp_path / "s1", tmp_path / "s2", tmp_path / "vae.safetensors"
+    torch.manual_seed(0)
+    vae = WanVAE.from_config(TINY_VAE).eval()
+    vae.save(vae_file)
+    common = ["--data", cache, "--max-steps", "4", "--sample-every", "4", "--sample-vae", str(vae_file), *FAST]
+    out1 = stage1.main(stage1.parse_args([*common, "--out", str(run1)]))
+    assert out1["step"] == 4 and (run1 / "loss.png").is_file()
+    assert len((run1 / "log.jsonl").read_text().splitlines()) == 4
+    frames = 4 * (CachedLatentDataset(cache)[0]["latents"].shape[1] - 1) + 1  # samples redraw the first item
+    assert read_video(run1 / "samples" / "step-00000004.mp4").shape[0] == frames  # reference transfer, decoded
+    header = read_header(run1 / "stage1_bundle.safetensors")
+    assert header["role"] == "bundle" and header["semantic"]["kind"] == "test" and header["train"]["step"] == 4
+    s1 = load_stage1(run1 / "stage1_bundle.safetensors")
+    ema = load_file(str(run1 / "states" / "step-00000004" / "ema_0.safetensors"))
+    assert torch.equal(s1.compressor.mlp[1].weight, ema["compressor.mlp.1.weight"])  # the export holds the EMA
+    with pytest.raises(SystemExit, match="already has training states"):
+        stage1.main(stage1.parse_args(["--data", cache, "--out", str(run1), "--max-steps", "5"]))
+
+    stage2.main(stage2.parse_args([*common, "--stage1", str(run1 / "stage1_bundle.safetensors"), "--out", str(run2)]))
+    s2 = load_stage2(run2 / "stage2_semantic_generator.safetensors", stage1=s1)
+    assert s2.sem_generator.config.in_channels == 8 and s2.semantic == s1.semantic
+    assert read_video(run2 / "samples" / "step-00000004.mp4").shape[0] == frames  # text -> plan -> latents -> video
+    wrong = Stage1Export(s1.lat_generator, SemanticCompressor(16, 4), s1.semantic, s1.video, Path("other.safetensors"))
+    with pytest.raises(CheckpointError, match=r"stage 2 .* vs stage 1 \(other.safetensors\).*dim 8.*dim 4"):
+        load_stage2(run2 / "stage2_semantic_generator.safetensors", stage1=wrong)
+
+    # the pipeline samples text -> video from the two exports
+    samplers = dict(sem_sampler=SamplerConfig(2, 2.0, 2.0), lat_sampler=SamplerConfig(2, 2.0, 2.0))
+    cfg = PipelineConfig(video=s1.video, semantic=s1.semantic, **samplers)
+    pipe = SemanticGenPipeline(s2.sem_generator, s1.lat_generator, s1.compressor, vae, TinyTextEncoder(), None, cfg)
+    frames = pipe("a square moves right", seconds=9 / 8, height=32, width=32, seed=0)
+    assert frames.shape == (1, 9, 32, 32, 3) and frames.dtype == np.uint8
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(cache, tmp_path):
+    killed, ref = tmp_path / "killed", tmp_path / "ref"
+    args = ["--data", cache, *FAST]
+    proc = run_script("stage1.py", *args, "--out", killed, "--max-steps", "100000")
+    wait_for_state(killed, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = latest_step(killed)  # whatever the last complete state is; temp folders of a cut save are ignored
+    (killed / "states" / ".tmp-step-99999999").mkdir(exist_ok=True)  # as a kill in the middle of a save leaves
+    (killed / "states" / ".tmp-step-99999999" / "model.safetensors").write_bytes(b"half a file")
+    final = saved + 3
+    resumed = run_script("stage1.py", *args, "--out", killed, "--max-steps", final, "--resume")
+    fresh = run_script("stage1.py", *args, "--out", ref, "--max-steps", final)
+    log = resumed.communicate()[0]
+    assert resumed.returncode == 0 and f"at step {saved}" in log, log
+    assert fresh.wait() == 0, fresh.communicate()[0]
+    assert json.loads((killed / "states" / f"step-{final:08d}" / "trainer_state.json").read_text())["resumed_from"] == [
+        saved
+    ]
+    assert_same(state_of(killed, final), state_of(ref, final))
+    assert not (killed / "states" / ".tmp-step-99999999").exists()
+    assert_same(load_file(str(killed / "stage1_bundle.safetensors")), load_file(str(ref / "stage1_bundle.safetensors")))
+
+
+def test_sigterm_saves_at_the_next_step_and_exits_cleanly(cache, tmp_path):
+    run = tmp_path / "term"
+    proc = run_script(
+        "stage1.py", "--data", cache, *FAST, "--ckpt-every", "1000", "--out", run, "--max-steps", "100000"
+    )
+    while not (run / "log.jsonl").is_file():  # training has started
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, log
+    step = latest_step(run)
+    assert f"SIGTERM: saved step {step}" in log and 0 < step < 1000
+    assert read_header(run / "stage1_bundle.safetensors")["train"]["step"] == step
+
+
+def test_two_process_ddp_run_ends_with_equal_weights(cache, tmp_path):
+    run = tmp_path / "ddp"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+              str(port)]  # fmt: skip
+    cmd = [*launch, str(ROOT / "train" / "stage1.py"), "--data", cache, "--out", str(run), "--max-steps", "3"]
+    env = {**ENV, "ACCELERATE_USE_CPU": "1"}  # accelerate's CPU DDP (gloo) under its torchrun launcher
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    replicas = json.loads((run / "replicas.json").read_text())
+    assert replicas["step"] == 3 and len(replicas["sha256"]) == 2 and len(set(replicas["sha256"])) == 1
+    state = run / "states" / "step-00000003"
+    assert json.loads((state / "trainer_state.json").read_text())["world"] == 2
+    r0, r1 = (load_file(str(state / f"rng_{r}.safetensors"))["generator"] for r in (0, 1))
+    assert not torch.equal(r0, r1)  # each rank draws its own noise

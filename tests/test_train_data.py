@@ -1,0 +1,178 @@
+"""Training data: discovery, prepare.py (real video files, tiny test-double encoders), cache keys, buckets."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TinyTextEncoder
+
+from semanticgen_core.video_io import write_video
+from train.data import BucketBatchSampler, CachedLatentDataset, collate, discover_pairs
+from train.prepare import PrepareConfig, cache_key, prepare
+
+
+class PoolVAE:
+    """Test double of the Wan VAE: keep frames 0, 4, 8, ..., 8x8 average pool, fixed projection 3 -> 16."""
+
+    def __init__(self):
+        self.proj = torch.randn(16, 3, generator=torch.Generator().manual_seed(3))
+
+    def encode(self, video):
+        x = torch.nn.functional.avg_pool3d(video[:, :, ::4], (1, 8, 8))  # [B, 3, T, H/8, W/8]
+        return torch.einsum("oc,bcthw->bothw", self.proj, x)
+
+
+class PatchMeanEncoder:
+    """Test double of a semantic encoder: frame pairs, 16x16 patch means, fixed projection 3 -> 16."""
+
+    kind, dim = "test", 16
+
+    def __init__(self):
+        self.proj = torch.randn(3, self.dim, generator=torch.Generator().manual_seed(7))
+
+    def encode(self, frames):
+        x = torch.as_tensor(np.asarray(frames)).float().div(255)  # [T, H, W, 3]
+        x = torch.cat([x, x[-1:]]) if len(x) % 2 else x
+        t, h, w, _ = x.shape
+        x = x.reshape(t // 2, 2, h // 16, 16, w // 16, 16, 3).mean(dim=(1, 3, 5))  # [T/2, H/16, W/16, 3]
+        return (x @ self.proj).permute(3, 0, 1, 2)[None]  # [1, d, T_s, H_s, W_s]
+
+
+def tiny_components():
+    return PoolVAE(), PatchMeanEncoder(), TinyTextEncoder()
+
+
+TINY = dict(semantic_encoder="test", text_encoder="tiny", vae_fps=8.0, sem_fps=2.0, sizes="32x32,32x48",
+            frames="9,17", dtype="fp32", shard_size=3)  # fmt: skip
+
+
+def make_videos(folder, n_square=4, n_wide=2):
+    """Moving-square clips with captions, one unreadable file and one too-short clip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n_square + n_wide):
+        h, w = (40, 40) if i < n_square else (36, 60)
+        frames = np.zeros((12 if i % 2 else 18, h, w, 3), np.uint8)
+        for t in range(len(frames)):
+            frames[t, 8:20, (2 * t + i) % (w - 12) : (2 * t + i) % (w - 12) + 12] = rng.integers(50, 255, 3)
+        write_video(folder / f"clip{i}.mp4", frames, fps=8)
+        (folder / f"clip{i}.txt").write_text(f"a square number {i} moves right")
+    (folder / "broken.mp4").write_bytes(b"not a video at all")
+    (folder / "broken.txt").write_text("a broken file")
+    write_video(folder / "short.mp4", np.zeros((3, 32, 32, 3), np.uint8), fps=8)
+    (folder / "short.txt").write_text("too short")
+    return folder
+
+
+def build_cache(root):
+    """A prepared cache of 6 tiny clips (two size buckets, two length buckets); returns the prepare() result."""
+    videos = make_videos(root / "videos")
+    return prepare(PrepareConfig(**TINY), discover_pairs(videos), root / "cache", tiny_components())
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return build_cache(tmp_path_factory.mktemp("train_data"))
+
+
+def test_prepare_writes_keyed_shards_and_skips_bad_videos(cache):
+    assert len(cache["samples"]) == 6 and cache["encoded"] == 6
+    assert sorted(s["video"].rsplit("/", 1)[1] for s in cache["skipped"]) == ["broken.mp4", "short.mp4"]
+    assert "too short" in json.dumps(cache["skipped"])
+    ds = CachedLatentDataset(cache["dir"])
+    shapes = {tuple(e["shapes"]["latents"]) for e in ds.entries}
+    assert shapes == {(16, 3, 4, 4), (16, 5, 4, 4), (16, 3, 4, 6), (16, 5, 4, 6)}  # 9 / 17 frames, 32x32 / 32x48
+    for e in ds.entries:  # the same time span at the semantic rate: 9 frames -> 3 sem frames -> T_s 2; 17 -> 5 -> 3
+        assert e["shapes"]["sem_feats"][:2] == [16, {9: 2, 17: 3}[e["num_frames"]]]
+    item = ds[0]
+    assert item["ctx"].shape[1] == 24 and "square" in item["caption"]
+    assert cache["semantic"]["kind"] == "test" and cache["semantic"]["spatial_patch"] == 16
+    assert cache["video"]["fps"] == 8.0 and cache["video"]["z_dim"] == 16
+
+
+def test_rerun_reuses_and_changed_setting_gets_a_new_key(cache):
+    videos = discover_pairs(Path(cache["entries"][cache["samples"][0]]["video"]).parent)
+    again = prepare(PrepareConfig(**TINY), videos, Path(cache["dir"]).parent, tiny_components())
+    assert again["dir"] == cache["dir"] and again["encoded"] == 0 and again["reused"] == 6
+    other = PrepareConfig(**{**TINY, "sem_fps": 4.0})
+    assert cache_key(other) != cache_key(PrepareConfig(**TINY))
+    assert cache_key(PrepareConfig(**{**TINY, "shard_size": 99})) == cache_key(PrepareConfig(**TINY))
+
+
+def test_manifests(tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "a.mp4").write_bytes(b"")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"video": "v/a.mp4", "caption": "hi"}) + "\n")
+    (tmp_path / "m.csv").write_text('video,caption\nv/a.mp4,"hello, world"\n')
+    assert discover_pairs(tmp_path / "m.jsonl") == [(tmp_path / "v" / "a.mp4", "hi")]
+    assert discover_pairs(tmp_path / "m.csv") == [(tmp_path / "v" / "a.mp4", "hello, world")]
+    with pytest.raises(ValueError, match="no .txt caption"):
+        discover_pairs(tmp_path / "v")
+
+
+def test_bucket_sampler_is_deterministic_sharded_and_resumable(cache):
+    ds = CachedLatentDataset(cache["dir"])
+    buckets = ds.buckets()
+    a = BucketBatchSampler(buckets, 2, seed=1)
+    batches = list(a)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len({ds.shape_key(i) for i in b}) == 1 for b in batches)  # one shape per batch
+    assert a.epoch_batches(0) == BucketBatchSampler(buckets, 2, seed=1).epoch_batches(0)
+    assert a.epoch_batches(0) != a.epoch_batches(1) or a.epoch_batches(1) != a.epoch_batches(2)
+    r0, r1 = (BucketBatchSampler(buckets, 1, seed=1, rank=r, world_size=2) for r in (0, 1))
+    assert sorted(i for b in [*r0, *r1] for i in b) == list(range(6)) and len(r0) == len(r1) == 3
+    r0.set_position(0, 2)
+    assert list(r0) == r0.epoch_batches(0)[2::2]
+    batch = collate([ds[i] for i in batches[0]])
+    assert batch["latents"].ndim == 5 and batch["ctx"].shape[0] == len(batches[0])
+
+
+def test_prepare_cli_with_real_tiny_components_then_train(tmp_path):
+    """The CLI path end to end: a saved tiny Wan VAE, a umT5 folder and a V-JEPA 2 folder, then 2 stage-1 steps."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel, VJEPA2Config, VJEPA2Model
+
+    from semanticgen_core.vae import WanVAE
+    from train import prepare as prepare_cli
+    from train import stage1
+
+    torch.manual_seed(0)
+    tiny_vae = dict(
+        base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    WanVAE.from_config(tiny_vae).eval().save(tmp_path / "vae.safetensors")
+    words = ["<pad>", "</s>", "<unk>", "a", "square", "number", "moves", "right", *"0123456789"]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    t5 = UMT5Config(vocab_size=len(words), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
+                    relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # fmt: skip
+    UMT5EncoderModel(t5).save_pretrained(tmp_path / "t5" / "text_encoder")
+    tok.save_pretrained(tmp_path / "t5" / "tokenizer")
+    vj = VJEPA2Config(crop_size=32, frames_per_clip=4, hidden_size=32, num_attention_heads=2, num_hidden_layers=1)
+    vj.update(dict(mlp_ratio=2.0, pred_hidden_size=16, pred_num_attention_heads=2, pred_num_hidden_layers=1))
+    VJEPA2Model(vj).save_pretrained(tmp_path / "vjepa2")
+
+    videos = make_videos(tmp_path / "videos", n_square=2, n_wide=1)
+    args = ["--videos", videos, "--out", tmp_path / "cache", "--vae", tmp_path / "vae.safetensors"]
+    args += ["--semantic-encoder", "vjepa2", "--semantic-encoder-path", tmp_path / "vjepa2", "--text-encoder", "umt5"]
+    args += ["--text-encoder-path", tmp_path / "t5", "--vae-fps", "8", "--sem-fps", "2", "--sizes", "32x32,32x48"]
+    args += ["--frames", "9,17", "--dtype", "bf16"]
+    out = prepare_cli.main(prepare_cli.parse_args([str(a) for a in args]))
+    assert len(out["samples"]) == 3 and len(out["skipped"]) == 2
+    assert out["semantic"]["kind"] == "vjepa2" and out["semantic"]["dim"] == 32 and out["semantic"]["fps"] == 2.0
+    ds = CachedLatentDataset(out["dir"])
+    item = ds[0]
+    assert item["latents"].shape[0] == 16 and item["sem_feats"].shape[0] == 32 and item["ctx"].shape[1] == 16
+    assert ds.null_ctx.shape == (1, 16)  # the empty prompt is its end-of-sequence token
+
+    config = tmp_path / "dit.json"  # a DiTConfig JSON that fits this cache (text features of size 16)
+    config.write_text(
+        json.dumps({"dim": 32, "ffn_dim": 64, "freq_dim": 32, "text_dim": 16, "num_heads": 2, "num_layers": 1})
+    )
+    result = stage1.main(stage1.parse_args(["--data", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
+                                            "--config", str(config), "--max-steps", "2", "--log-every", "1"]))  # fmt: skip
+    assert result["step"] == 2 and result["export"].is_file()

@@ -1,0 +1,232 @@
+"""Encode a video dataset once with the frozen VAE, semantic encoder and text encoder; write safetensors shards.
+
+    python train/prepare.py --videos data/clips --out cache --vae Wan2.1_VAE.safetensors \
+        --semantic-encoder qwen2_5_vl --semantic-encoder-path Qwen2.5-VL-7B-Instruct \
+        --text-encoder umt5 --text-encoder-path umt5-xxl --sizes 480x832,832x480 --frames 49,81 --device cuda
+
+Videos are read twice (paper Sec. 4): at `vae_fps` (24) for the VAE and at `sem_fps` (1.6) for the semantic
+encoder, over the same time span, resized and centre-cropped to the size bucket of nearest aspect ratio and cut to
+the longest frame bucket that fits. Output goes to CACHE/<key>/ where the key hashes every setting that changes
+the content, so a changed setting never reuses stale tensors; rerunning with the same settings reuses the samples
+already encoded (a crashed run resumes). Unreadable or too-short videos are reported and skipped with a count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+if __package__ in (None, ""):  # `python train/prepare.py`: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semanticgen_core.checkpoint import DTYPES, atomic_save_file  # noqa: E402
+from semanticgen_core.config import SemanticSpec, VideoSpec  # noqa: E402
+from semanticgen_core.video_io import VideoReadError, read_video, resize_center_crop  # noqa: E402
+from train.data import CACHE_FORMAT, INDEX_NAME, NULL_CTX_NAME, discover_pairs  # noqa: E402
+from train.utils import add_dataclass_args, atomic_write_text, from_args, opt  # noqa: E402
+
+
+@dataclass
+class PrepareConfig:
+    """What to encode and how; every field except shard_size and device is part of the cache key."""
+
+    vae: str = opt("", "VAE weights (file or folder) for semanticgen_core.vae.load_vae")
+    semantic_encoder: str = opt("qwen2_5_vl", "semantic encoder kind (qwen2_5_vl | vjepa2)")
+    semantic_encoder_path: str = opt("", "semantic encoder weights (Hugging Face folder)")
+    text_encoder: str = opt("umt5", "text encoder kind for semanticgen_core.text.load_text_encoder")
+    text_encoder_path: str = opt("", "text encoder weights")
+    vae_fps: float = opt(24.0, "frames per second fed to the VAE (paper: 24)")
+    sem_fps: float = opt(1.6, "frames per second fed to the semantic encoder (paper: 1.6)")
+    sizes: str = opt("480x832", "size buckets HxW, comma separated; each video goes to the nearest aspect ratio")
+    frames: str = opt("49", "VAE frame-count buckets (4k+1), comma separated; each video gets the longest that fits")
+    dtype: str = opt("bf16", "storage dtype of cached tensors: fp32 | bf16 | fp16")
+    shard_size: int = opt(64, "samples per safetensors shard")
+    device: str = opt("cpu", "device the frozen encoders run on")
+
+    def size_buckets(self) -> list[tuple[int, int]]:
+        """[(height, width), ...] parsed from `sizes`."""
+        try:
+            return [tuple(int(v) for v in s.lower().split("x")) for s in self.sizes.split(",")]
+        except ValueError as err:
+            raise ValueError(f"sizes must look like 480x832,832x480; got {self.sizes!r}") from err
+
+    def frame_buckets(self) -> list[int]:
+        """Sorted VAE frame counts parsed from `frames`; each must be 4k + 1 (the causal VAE's valid lengths)."""
+        out = sorted(int(f) for f in self.frames.split(","))
+        bad = [f for f in out if f < 1 or (f - 1) % 4]
+        if bad:
+            raise ValueError(f"frame buckets must be 4k+1 (1, 5, 9, ... 49, 81), got {bad}")
+        return out
+
+
+class ClipError(ValueError):
+    """A readable video that cannot make a training clip (e.g. too short for every frame bucket)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _fingerprint(path: str) -> str:
+    """A weights path as it enters the key: resolved, plus its size when it is a file (a replaced file differs)."""
+    if not path:
+        return ""
+    p = Path(path).expanduser().resolve()
+    return f"{p}:{p.stat().st_size}" if p.is_file() else str(p)
+
+
+def cache_key(cfg: PrepareConfig) -> str:
+    """16 hex digits hashing every setting that changes the cached content."""
+    content = {k: v for k, v in asdict(cfg).items() if k not in ("shard_size", "device")}
+    for k in ("vae", "semantic_encoder_path", "text_encoder_path"):
+        content[k] = _fingerprint(content[k])
+    content.update(sizes=cfg.size_buckets(), frames=cfg.frame_buckets(), format=CACHE_FORMAT)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sample_id(video: Path, caption: str) -> str:
+    """Entry key: the video file (path, size, mtime) and its caption; a changed file or caption is re-encoded."""
+    st = video.stat()
+    return hashlib.sha256(f"{video.resolve()}|{st.st_size}|{st.st_mtime_ns}|{caption}".encode()).hexdigest()[:20]
+
+
+def nearest_size(height: int, width: int, sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """The size bucket whose aspect ratio is nearest (in log ratio) to height x width."""
+    return min(sizes, key=lambda s: abs(math.log((s[0] / s[1]) / (height / width))))
+
+
+def load_components(cfg: PrepareConfig):
+    """(vae, semantic encoder, text encoder) from the configured weights (imported here: they are heavy)."""
+    from semanticgen_core.encoders import load_semantic_encoder
+    from semanticgen_core.text import load_text_encoder
+    from semanticgen_core.vae import load_vae
+
+    vae = load_vae(cfg.vae, device=cfg.device).eval()
+    sem = load_semantic_encoder(cfg.semantic_encoder, cfg.semantic_encoder_path, device=cfg.device)
+    text = load_text_encoder(cfg.text_encoder, cfg.text_encoder_path, device=cfg.device)
+    return vae, sem, text
+
+
+def encode_text(text_encoder, caption: str) -> torch.Tensor:
+    """Text features [S, D] of one caption with the zero padding trimmed (collate restores it)."""
+    ctx, mask = text_encoder.encode([caption])  # [1, S, D], [1, S]
+    return ctx[0, : max(1, int(mask[0].sum()))].float().cpu()
+
+
+@torch.inference_mode()
+def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tuple[dict[str, torch.Tensor], dict]:
+    """({latents [C, T, H, W], sem_feats [d, T_s, H_s, W_s], ctx [S, D]}, clip info) of one video's first clip."""
+    vae, sem_encoder, text_encoder = components
+    buckets = cfg.frame_buckets()
+    frames = read_video(path, fps=cfg.vae_fps, max_frames=buckets[-1])  # uint8 [F, H, W, 3]
+    n = max((f for f in buckets if f <= len(frames)), default=None)
+    if n is None:
+        raise ClipError(f"too short: {len(frames)} frames at {cfg.vae_fps} fps, the shortest bucket is {buckets[0]}")
+    h, w = nearest_size(frames.shape[1], frames.shape[2], cfg.size_buckets())
+    frames = resize_center_crop(frames[:n], h, w)
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)  # [1, 3, F, H, W]
+    latents = vae.encode(video.to(cfg.device))[0].float().cpu()  # [C, T, H/8, W/8] normalised
+    # the same time span at the semantic rate, the same crop: the plan describes exactly these pixels
+    sem_frames = resize_center_crop(read_video(path, fps=cfg.sem_fps, duration=n / cfg.vae_fps), h, w)
+    sem_feats = sem_encoder.encode(sem_frames)[0].float().cpu()  # [d, T_s, H_s, W_s]
+    clip = {"latents": latents, "sem_feats": sem_feats, "ctx": encode_text(text_encoder, caption)}
+    return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": len(sem_frames)}
+
+
+def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict) -> dict:
+    """SemanticSpec and VideoSpec dicts of the cache (the encoder's own spec, else read off the first clip)."""
+    (c, t, lh, _), (d, ts, hs, _) = clip["latents"].shape, clip["sem_feats"].shape
+    if hasattr(sem_encoder, "spec"):
+        sem = sem_encoder.spec
+    else:  # an encoder without a spec (e.g. a test double): patch sizes from its grid
+        sem = SemanticSpec(kind=getattr(sem_encoder, "kind", cfg.semantic_encoder), dim=d, compressed_dim=d)
+        sem.temporal_patch, sem.spatial_patch = math.ceil(info["sem_frames"] / ts), info["height"] // hs
+    sem.fps = cfg.sem_fps
+    t_factor = (info["num_frames"] - 1) // (t - 1) if t > 1 else 4
+    video = VideoSpec(fps=cfg.vae_fps, temporal_factor=t_factor, spatial_factor=info["height"] // lh, z_dim=c)
+    return {"semantic": sem.to_dict(), "video": video.to_dict()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, components=None) -> dict:
+    """Encode `pairs` into OUT/<key>/ and return the index (plus `dir`, `encoded`, `reused`, `skipped`)."""
+    components = components or load_components(cfg)
+    folder = Path(out) / cache_key(cfg)
+    index_path = folder / INDEX_NAME
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {"entries": {}}
+    index.update(format=CACHE_FORMAT, key=folder.name, settings=asdict(cfg), complete=False)
+    shard_no = 1 + max((int(p.stem[6:]) for p in folder.glob("shard-*.safetensors")), default=-1)  # never reused
+    pending, samples, skipped, encoded = {}, [], [], 0
+
+    def flush():
+        nonlocal shard_no
+        if not pending:
+            return
+        name, tensors = f"shard-{shard_no:05d}.safetensors", {}
+        for sid, (clip, entry) in pending.items():
+            tensors.update({f"{sid}.{k}": v.to(DTYPES[cfg.dtype]) for k, v in clip.items()})
+            index["entries"][sid] = {**entry, "shard": name}
+        meta = {"samples": json.dumps({sid: e for sid, (_, e) in pending.items()}), "cache_key": folder.name}
+        atomic_save_file(tensors, folder / name, meta)
+        atomic_write_text(index_path, json.dumps(index, indent=1))  # a crash from here on keeps this shard
+        pending.clear()
+        shard_no += 1
+
+    for video, caption in tqdm(pairs, desc="prepare", unit="video"):
+        sid = sample_id(video, caption) if video.is_file() else None
+        if sid is not None and (sid in index["entries"] or sid in pending):
+            samples.append(sid)
+            continue
+        try:
+            clip, info = encode_clip(video, caption, cfg, components)
+        except (VideoReadError, ClipError) as err:  # VideoReadError names the file and the reason
+            skipped.append({"video": str(video), "reason": str(err)})
+            tqdm.write(f"skipped {video}: {err}")
+            continue
+        if "semantic" not in index:
+            index.update(specs(cfg, components[1], clip, info))
+        shapes = {k: list(v.shape) for k, v in clip.items()}
+        pending[sid] = (clip, {"caption": caption, "video": str(video), "shapes": shapes, **info})
+        samples.append(sid)
+        encoded += 1
+        if len(pending) >= cfg.shard_size:
+            flush()
+    flush()
+    atomic_save_file({"ctx": encode_text(components[2], "")}, folder / NULL_CTX_NAME, {"cache_key": folder.name})
+    index.update(samples=samples, skipped=skipped, complete=True)
+    atomic_write_text(index_path, json.dumps(index, indent=1))
+    print(f"cache {folder}: {encoded} encoded, {len(samples) - encoded} reused, {len(skipped)} skipped")
+    return {**index, "dir": str(folder), "encoded": encoded, "reused": len(samples) - encoded}
+
+
+def main(args: argparse.Namespace) -> dict:
+    cfg = from_args(PrepareConfig, args)
+    result = prepare(cfg, discover_pairs(args.videos), args.out)
+    if not result["samples"]:
+        raise SystemExit(f"no usable videos in {args.videos} ({len(result['skipped'])} skipped)")
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", required=True, help="folder of videos with .txt captions, or a .jsonl/.csv")
+    parser.add_argument("--out", required=True, help="cache root; tensors go to OUT/<settings key>/")
+    add_dataclass_args(parser, PrepareConfig)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())

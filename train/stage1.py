@@ -1,0 +1,119 @@
+"""Stage 1 (paper Sec. 3.2): train the semantic compressor jointly with the latent generator, which sees the
+compressed plan z_sem in context ([z_t, z_sem] along the token axis).
+
+One CPU or GPU:
+    python train/stage1.py --data cache --out runs/stage1 --config tiny --max-steps 200
+Many GPUs / nodes (accelerate configs in train/configs/, see train/README.md):
+    accelerate launch --config_file train/configs/ddp.yaml train/stage1.py --data cache --out runs/stage1 \
+        --init-wan Wan2.1-T2V-1.3B-Diffusers --mixed-precision bf16 --gradient-checkpointing --resume
+
+Per batch: z_sem = compressor(feats).sample(); plan noise of strength U(0, plan_noise_max) per sample (inference
+adds a fixed PipelineConfig.plan_noise inside that range); caption dropout; loss = flow loss + kl_weight * KL.
+Export: RUN/stage1_bundle.safetensors (train.export.load_stage1 rebuilds it; the pipeline takes its parts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+if __package__ in (None, ""):  # `python train/stage1.py`: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semanticgen_core.compressor import SemanticCompressor, add_plan_noise  # noqa: E402
+from semanticgen_core.config import SemanticSpec, VideoSpec, get_dit_config  # noqa: E402
+from semanticgen_core.dit import SemanticGenDiT  # noqa: E402
+from train.data import CachedLatentDataset, cache_dims, read_cache_info  # noqa: E402
+from train.export import load_stage1, save_stage1, write_sample  # noqa: E402
+from train.loop import (  # noqa: E402
+    Task,
+    TrainConfig,
+    add_run_args,
+    check_fits,
+    flow_matching_loss,
+    load_sample_vae,
+    stage_settings,
+    train,
+)
+from train.utils import from_args  # noqa: E402
+
+
+class Stage1Model(nn.Module):
+    """Semantic compressor + latent generator, trained jointly (paper Fig. 3b)."""
+
+    def __init__(self, lat_generator, compressor, kl_weight=1e-3, plan_noise_max=0.2, time_sampling="logit_normal",
+                 time_shift=1.0):  # fmt: skip
+        super().__init__()
+        self.lat_generator, self.compressor = lat_generator, compressor
+        self.kl_weight, self.plan_noise_max = kl_weight, plan_noise_max
+        self.time_sampling, self.time_shift = time_sampling, time_shift
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        """batch: latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] -> (loss, logs)."""
+        plan = self.compressor(batch["sem_feats"])  # Gaussian over [B, k, T_s, H_s, W_s]
+        z_sem = plan.sample(generator)
+        # RAE-style augmentation, strength per sample: the generator learns to read noisy plans, as at inference
+        strength = torch.rand(z_sem.shape[0], generator=generator) * self.plan_noise_max  # [B]
+        z_sem = add_plan_noise(z_sem, strength.to(z_sem.device), generator)
+        fm = flow_matching_loss(
+            self.lat_generator, batch["latents"], batch["ctx"], generator, self.time_sampling, self.time_shift, z_sem
+        )
+        kl = plan.kl().mean()
+        return fm + self.kl_weight * kl, {"flow": fm.detach(), "kl": kl.detach()}
+
+
+def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage1Model:
+    """Compressor (d -> k) and latent generator (Wan2.1 weights or a config) fitted to the cache."""
+    dims = cache_dims(info)
+    compressor = SemanticCompressor(dims["sem"], args.k, args.compressor_hidden or None, args.passthrough)
+    k = compressor.out_dim
+    if args.init_wan:
+        lat = SemanticGenDiT.from_wan_pretrained(args.init_wan, sem_channels=k)
+    else:
+        lat = SemanticGenDiT(get_dit_config(args.config, sem_channels=k))
+    check_fits(lat.config, dims["latent"], dims["text"], f"latent generator ({args.init_wan or args.config})")
+    return Stage1Model(lat, compressor, args.kl_weight, args.plan_noise_max, cfg.time_sampling, cfg.time_shift)
+
+
+def main(args: argparse.Namespace) -> dict:
+    cfg = from_args(TrainConfig, args)
+    info = read_cache_info(args.data)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model = build_model(args, info, cfg)
+    semantic = SemanticSpec.from_dict({**info["semantic"], "compressed_dim": model.compressor.out_dim})
+    video = VideoSpec.from_dict(info["video"])
+    train_meta = {"stage": "stage1", "kl_weight": args.kl_weight, "plan_noise_max": args.plan_noise_max}
+
+    def export(state: dict, path: Path, step: int) -> None:
+        cc = model.compressor.config
+        meta = {**train_meta, "step": step}
+        save_stage1(path, state, model.lat_generator.config, cc, semantic, video, cfg.export_dtype, train=meta)
+
+    vae = load_sample_vae(args.sample_vae) if cfg.sample_every else None  # at start: a wrong path fails early
+
+    def sample(export_path: Path, stem: Path) -> None:
+        data = CachedLatentDataset(args.data)
+        write_sample(stem, load_stage1(export_path), data[0], data.null_ctx, vae=vae, steps=args.sample_steps)
+
+    needs = ("latents", "sem_feats", "ctx")
+    task = Task("stage1", model, needs, "stage1_bundle.safetensors", export, sample, stage_settings(args, cfg))
+    return train(task, cfg, args.data, args.out, args.resume)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(parser, dit_preset="tiny")
+    parser.add_argument("--k", type=int, default=8, help="compressed plan dim (paper: 8 best of 2048 / 64 / 8)")
+    parser.add_argument("--passthrough", action="store_true", help="no compression (the paper's ablation)")
+    parser.add_argument("--compressor-hidden", type=int, default=0, help="compressor MLP width (0: automatic)")
+    parser.add_argument("--kl-weight", type=float, default=1e-3, help="weight of the KL(plan || N(0, I)) term")
+    parser.add_argument("--plan-noise-max", type=float, default=0.2, help="plan noise strength drawn U(0, max)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())
