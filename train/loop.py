@@ -91,6 +91,7 @@ class Task:
     export: Callable[[dict, Path, int], None]  # (full EMA state dict, path, step): writes the inference export
     sample: Callable[[Path, Path], None] | None = None  # (export path, output stem): writes a sample (main only)
     settings: dict = field(default_factory=dict)  # stage arguments, recorded in RUN/config.json
+    dataset: object = None  # a dataset with buckets() instead of the cache at `data` (pretraining on rendered data)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -144,7 +145,10 @@ def _batches(loader: DataLoader, sampler: BucketBatchSampler, ts: dict):
 
 
 def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resume: str | None = None) -> dict:
-    """Train `task` on the cache `data` into run folder `out`; resume: None, "auto" (latest state) or a state path."""
+    """Train `task` on the cache `data` (or `task.dataset`) into run folder `out`.
+
+    resume: None, "auto" (latest state) or a state path.
+    """
     run = Path(out)
     project = ProjectConfiguration(project_dir=str(run), logging_dir=str(run / "logs"))
     accelerator = Accelerator(
@@ -161,13 +165,14 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
         )
 
     # data: the sampler shards by rank itself (not accelerator.prepare), so the data position is exact on resume
-    dataset = CachedLatentDataset(data, task.needs)
+    dataset = task.dataset if task.dataset is not None else CachedLatentDataset(data, task.needs)
     sampler = BucketBatchSampler(dataset.buckets(), cfg.batch_size, cfg.seed, rank, accelerator.num_processes)
     # its own generator: creating an iterator would otherwise draw from the global RNG (and resume mid-epoch adds one)
     loader_rng = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate,
                         generator=loader_rng)  # fmt: skip
-    null_ctx = dataset.null_ctx.to(accelerator.device)
+    null_ctx = getattr(dataset, "null_ctx", None)  # empty-prompt features for caption dropout (cached data only)
+    null_ctx = null_ctx.to(accelerator.device) if null_ctx is not None else None
 
     # model, optimizer, warmup schedule (stepped by us once per optimizer step, whatever the number of processes)
     model = task.model
@@ -219,7 +224,8 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
             sums, grad_norm = {}, None
             for _ in range(cfg.grad_accum):
                 batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
-                batch["ctx"] = drop_captions(batch["ctx"], null_ctx, cfg.caption_dropout, generator)
+                if null_ctx is not None and "ctx" in batch:
+                    batch["ctx"] = drop_captions(batch["ctx"], null_ctx, cfg.caption_dropout, generator)
                 with accelerator.accumulate(model):
                     loss, logs = model(batch, generator)
                     accelerator.backward(loss)
