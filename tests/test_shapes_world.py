@@ -1,0 +1,220 @@
+"""Shapes world: deterministic rendering, captions that parse back and match the pixels, held-out split, long videos."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from semanticgen_core.metrics import measure_scene
+from semanticgen_core.shapes_world import (
+    BACKGROUNDS,
+    COLOR_WORDS,
+    COLORS,
+    HELDOUT_COMBOS,
+    HELDOUT_TEMPLATES,
+    MOTION_FINITE,
+    MOTION_PARTICIPLE,
+    MOTIONS,
+    SHAPE_WORDS,
+    SHAPES,
+    TRAIN_TEMPLATES,
+    LongScene,
+    Scene,
+    ShapesWorld,
+    background_image,
+    caption,
+    is_heldout,
+    parse_caption,
+    render,
+    render_long,
+    sample_long,
+    sample_scene,
+    write_dataset,
+)
+from semanticgen_core.video_io import read_video
+
+
+def _attrs(scene) -> dict:
+    return dict(color=scene.color, shape=scene.shape, motion=scene.motion)
+
+
+# ----------------------------------------------------------------------------------------------------- rendering
+
+
+def test_render_is_deterministic_and_seeded():
+    a, b, c = ShapesWorld(8, seed=0), ShapesWorld(8, seed=0), ShapesWorld(8, seed=1)
+    for i in range(8):
+        assert a[i]["frames"].tobytes() == b[i]["frames"].tobytes() and a[i]["caption"] == b[i]["caption"]
+    assert any(a[i]["frames"].tobytes() != c[i]["frames"].tobytes() for i in range(8))
+    assert sample_scene(3) == sample_scene(3) != sample_scene(4)
+
+
+def test_render_shape_dtype_and_frame_times():
+    scene = Scene("circle", "red", "right", "black", 0.1, 0.3, 0.5, 0.2)
+    frames = render(scene, seconds=2.0, fps=8)
+    assert frames.shape == (17, 64, 64, 3) and frames.dtype == np.uint8
+    assert render(scene, 2.0, 8, 48, 80, num_frames=5).shape == (5, 48, 80, 3)
+    assert render(scene, times=[0.0, 1.0]).shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(render(scene, times=[1.0])[0], frames[8])
+    assert len(np.unique(frames[0].reshape(-1, 3), axis=0)) > 3  # anti-aliased edge: blended colours exist
+
+
+def test_backgrounds_are_dark_and_every_colour_stands_out():
+    for name in BACKGROUNDS:
+        bg = background_image(name, 16, 16)
+        for rgb in COLORS.values():
+            assert np.linalg.norm(bg - np.asarray(rgb), axis=-1).min() > 100, (name, rgb)
+
+
+def test_shape_stays_inside_the_frame_with_background_border():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene, seconds = sample_scene(rng, "train", 3.0), 3.0
+        for t in (0.0, seconds):
+            x, y = scene.position(t)
+            assert scene.size < x < 1 - scene.size and scene.size < y < 1 - scene.size
+    for _ in range(20):
+        scene = sample_scene(rng, "heldout")
+        frames = render(scene)
+        bg = np.rint(background_image(scene.background, 64, 64)).astype(np.uint8)
+        for edge in (np.s_[:, 0], np.s_[:, -1], np.s_[:, :, 0], np.s_[:, :, -1]):
+            np.testing.assert_array_equal(frames[edge], np.broadcast_to(bg[edge[1:]], frames[edge].shape))
+
+
+def test_pixels_match_the_scene():
+    rng = np.random.default_rng(1)
+    for i in range(50):
+        scene = sample_scene(rng, "train" if i % 2 else "heldout")
+        got = measure_scene(render(scene))
+        assert {k: got[k] for k in ("color", "shape", "motion")} == _attrs(scene), (scene, got)
+    fills = {
+        s: measure_scene(render(Scene(s, "white", "still", "navy gradient", 0.14, 0.5, 0.5, 0.0)))["fill"]
+        for s in SHAPES
+    }
+    assert fills["circle"] == pytest.approx(np.pi / 4, abs=0.03)
+    assert fills["square"] == pytest.approx(1.0, abs=0.03) and fills["triangle"] == pytest.approx(0.5, abs=0.07)
+
+
+# ----------------------------------------------------------------------------------------------------- captions
+
+
+def test_canonical_captions():
+    assert caption(Scene("circle", "red", "right", "black", 0.1, 0.5, 0.5, 0.1)) == "a red circle moves to the right"
+    assert caption(Scene("square", "white", "still", "black", 0.1, 0.5, 0.5, 0.0)) == "a white square stays still"
+
+
+def test_every_synonym_and_template_parses_back():
+    assert not set(TRAIN_TEMPLATES) & set(HELDOUT_TEMPLATES)
+    words = [w for ws in [*COLOR_WORDS.values(), *SHAPE_WORDS.values()] for w in ws]
+    assert len(words) == len(set(words))  # no word names two attributes
+    for template in TRAIN_TEMPLATES + HELDOUT_TEMPLATES:
+        cases = []  # (format fields, expected attributes): one attribute's wording varies, the others are fixed
+        default = dict(color="crimson", shape="disc", finite="rises up", participle="climbing up")
+        cases += [(dict(default, color=w), dict(color=c)) for c, ws in COLOR_WORDS.items() for w in ws]
+        cases += [(dict(default, shape=w), dict(shape=s)) for s, ws in SHAPE_WORDS.items() for w in ws]
+        for m in MOTIONS:
+            cases += [
+                (dict(default, finite=p, participle=MOTION_PARTICIPLE[m][0]), dict(motion=m)) for p in MOTION_FINITE[m]
+            ]
+            cases += [
+                (dict(default, finite=MOTION_FINITE[m][0], participle=p), dict(motion=m)) for p in MOTION_PARTICIPLE[m]
+            ]
+        for fields, want in cases:
+            text = template.format(**fields)
+            assert parse_caption(text) == {**dict(color="red", shape="circle", motion="up"), **want}, text
+
+
+def test_random_paraphrases_parse_back_with_articles():
+    rng = np.random.default_rng(2)
+    for i in range(400):
+        scene = sample_scene(rng, "train" if i % 2 else "heldout")
+        text = caption(scene, rng, "paraphrase", "heldout" if i % 3 else "train")
+        assert parse_caption(text) == _attrs(scene), text
+        assert not any(f" a {v}" in f" {text}" for v in "aeiou"), text
+    ivory = Scene("square", "white", "down", "black", 0.1, 0.5, 0.5, 0.1)
+    texts = {caption(ivory, np.random.default_rng(s), "paraphrase") for s in range(200)}
+    assert any(" an ivory " in f" {t} " for t in texts)
+    assert parse_caption("a crimson ball drifting right") == dict(color="red", shape="circle", motion="right")
+    assert parse_caption("something") == dict(color=None, shape=None, motion=None)
+
+
+# ----------------------------------------------------------------------------------------------------- splits
+
+
+def test_heldout_combos_never_in_train_split():
+    rng = np.random.default_rng(3)
+    train = [sample_scene(rng, "train") for _ in range(2000)]
+    assert not any(is_heldout(s.color, s.shape, s.motion) for s in train)
+    assert {s.color for s in train} == set(COLORS) and {s.shape for s in train} == set(SHAPES)
+    assert {s.motion for s in train} == set(MOTIONS)
+    held = [sample_scene(rng, "heldout") for _ in range(300)]
+    assert all(is_heldout(s.color, s.shape, s.motion) for s in held)
+    seen = {(s.color, s.shape) for s in held} | {(s.color, s.motion) for s in held}
+    assert set(HELDOUT_COMBOS["color_shape"]) | set(HELDOUT_COMBOS["color_motion"]) <= seen
+    with pytest.raises(ValueError):
+        sample_scene(rng, "test")
+
+
+# ----------------------------------------------------------------------------------------------------- long videos
+
+
+def test_long_video_keeps_its_character_and_stays_in_frame():
+    rng = np.random.default_rng(4)
+    for split in ("train", "heldout"):
+        long = sample_long(rng, seconds=60, scene_seconds=(4, 8), split=split)
+        assert isinstance(long, LongScene) and long.seconds == pytest.approx(60.0)
+        assert all(4 <= d <= 8 for d in long.durations[:-1]) and 0 < long.durations[-1] <= 8
+        first = long.scenes[0]
+        for j, s in enumerate(long.scenes):
+            assert (s.shape, s.color, s.size, s.background) == (first.shape, first.color, first.size, first.background)
+            if j:
+                assert s.motion != long.scenes[j - 1].motion
+                assert (s.x, s.y) == pytest.approx(
+                    tuple(map(float, long.scenes[j - 1].position(long.durations[j - 1])))
+                )
+            if split == "train":
+                assert not is_heldout(s.color, s.shape, s.motion)
+        start = time.perf_counter()
+        frames, segments = render_long(long, fps=8)
+        assert time.perf_counter() - start < 5.0
+        assert frames.shape == (481, 64, 64, 3)
+        assert segments[0][0] == 0 and segments[-1][1] == len(frames)
+        assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))
+        assert [m for _, _, m in segments] == long.motions
+        for a, b, motion in segments:
+            got = measure_scene(frames[a:b])
+            assert (got["color"], got["shape"], got["motion"]) == (long.color, long.shape, motion)
+        bg = np.rint(background_image(long.background, 64, 64)).astype(np.uint8)  # the border is never covered
+        np.testing.assert_array_equal(frames[:, :, 0], np.broadcast_to(bg[:, 0], frames[:, :, 0].shape))
+        np.testing.assert_array_equal(frames[:, 0], np.broadcast_to(bg[0], frames[:, 0].shape))
+        assert len(long.captions()) == len(long.scenes)
+        assert long.prompt.startswith(f"a {long.color} {long.shape} ")
+        assert long.prompt.count(", then ") == len(long.scenes) - 1
+
+
+# ----------------------------------------------------------------------------------------------------- dataset
+
+
+def test_dataset_items_and_collation():
+    world = ShapesWorld(6, seed=5, split="heldout", paraphrase=1.0, seconds=1.0, fps=8)
+    item = world[2]
+    assert item["frames"].shape == (9, 64, 64, 3)
+    assert parse_caption(item["caption"]) == {k: item["attributes"][k] for k in ("color", "shape", "motion")}
+    assert Scene(**item["scene"]).color == item["attributes"]["color"]
+    batch = next(iter(torch.utils.data.DataLoader(world, batch_size=3)))
+    assert batch["frames"].shape == (3, 9, 64, 64, 3) and len(batch["caption"]) == 3
+    with pytest.raises(IndexError):
+        world[6]
+
+
+def test_write_dataset_pairs(tmp_path):
+    paths = write_dataset(tmp_path / "data", 3, seed=6, paraphrase=0.0)
+    world = ShapesWorld(3, seed=6, paraphrase=0.0)
+    for i, path in enumerate(paths):
+        text = path.with_suffix(".txt").read_text(encoding="utf-8").strip()
+        assert text == world[i]["caption"]
+        frames = read_video(path)
+        assert frames.shape == (17, 64, 64, 3)
+        got = measure_scene(frames)
+        assert (got["color"], got["motion"]) == (world[i]["attributes"]["color"], world[i]["attributes"]["motion"])
