@@ -59,6 +59,12 @@ class SemanticGenPipeline:
     def dtype(self) -> torch.dtype:
         return next(self.lat_generator.parameters()).dtype
 
+    def plan_grid(self, seconds: float, height: int, width: int) -> tuple[int, int, int]:
+        """(T_s, H_s, W_s) of the plan for a clip. The semantic frames cover the video's exact duration (F / fps),
+        the span over which training data sample both rates (train/prepare.py)."""
+        video = self.config.video
+        return self.config.semantic.grid(video.num_frames(seconds) / video.fps, height, width)
+
     # ------------------------------------------------------------------------------------------------------------
     # Steps
     # ------------------------------------------------------------------------------------------------------------
@@ -172,9 +178,7 @@ class SemanticGenPipeline:
         if reference is not None:
             z_sem = self.plan_from_video(reference).expand(len(prompts), -1, -1, -1, -1)
         else:
-            z_sem = self.generate_plan(
-                ctx, uncond, cfg.semantic.grid(seconds, height, width), None, generator, callback
-            )
+            z_sem = self.generate_plan(ctx, uncond, self.plan_grid(seconds, height, width), None, generator, callback)
 
         # 3.-4. Plan noise (RAE-style), then VAE latents conditioned on the plan (stage B)
         latent_shape = cfg.video.latent_shape(seconds, height, width)

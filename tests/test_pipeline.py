@@ -57,7 +57,8 @@ def test_text_to_video_end_to_end(pipe):
     frames = pipe("a red circle moves right", seconds=1.0, height=32, width=32, seed=3, callback=steps.append)
     assert frames.dtype == np.uint8 and frames.shape == (1, 9, 32, 32, 3)  # 8 fps * 1 s -> 4k+1 = 9 frames
     assert [(s["stage"], s["i"]) for s in steps] == [("plan", 0), ("plan", 1), ("latent", 0), ("latent", 1)]
-    assert steps[0]["x"].shape == (1, 8, 1, 2, 2)  # plan grid: 2 fps * 1 s / 2 frames, 32 / 16 pixels
+    # plan grid: 9 frames at 8 fps span 1.125 s -> 3 semantic frames at 2 fps -> 2 temporal patches; 32 / 16 pixels
+    assert steps[0]["x"].shape == (1, 8, 2, 2, 2)
     again = pipe("a red circle moves right", seconds=1.0, height=32, width=32, seed=3)
     other = pipe("a red circle moves right", seconds=1.0, height=32, width=32, seed=4)
     assert np.array_equal(frames, again) and not np.array_equal(frames, other)
