@@ -167,7 +167,9 @@ def test_prepare_cli_with_real_tiny_components_then_train(tmp_path):
     ds = CachedLatentDataset(out["dir"])
     item = ds[0]
     assert item["latents"].shape[0] == 16 and item["sem_feats"].shape[0] == 32 and item["ctx"].shape[1] == 16
-    assert ds.null_ctx.shape == (1, 16)  # the empty prompt is its end-of-sequence token
+    # the empty prompt is its end-of-sequence token, zero-padded to umT5's fixed 512 like every cached caption
+    assert ds.null_ctx.shape == (512, 16) and ds.null_ctx[1:].abs().sum() == 0 and ds.null_ctx[0].abs().sum() > 0
+    assert item["ctx"].shape[0] == 512
 
     config = tmp_path / "dit.json"  # a DiTConfig JSON that fits this cache (text features of size 16)
     config.write_text(

@@ -118,6 +118,11 @@ class CachedLatentDataset(Dataset):
         null = self.dir / NULL_CTX_NAME
         d = self.entries[0]["shapes"]["ctx"][1]
         self.null_ctx = load_file(str(null))["ctx"].float() if null.is_file() else torch.zeros(1, d)  # [S0, D]
+        # the text encoder's fixed context length (Wan: 512): ctx is zero-padded to it, as at inference, so that the
+        # model sees the same number of padding rows in training and sampling
+        self.text_length = self.info.get("text_length")
+        if self.text_length:
+            self.null_ctx = F.pad(self.null_ctx, (0, 0, 0, self.text_length - self.null_ctx.shape[0]))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -126,6 +131,8 @@ class CachedLatentDataset(Dataset):
         e = self.entries[i]
         with safe_open(str(self.dir / e["shard"]), framework="pt") as f:
             item = {k: f.get_tensor(f"{e['id']}.{k}").float() for k in self.keys}
+        if self.text_length and "ctx" in item:
+            item["ctx"] = F.pad(item["ctx"], (0, 0, 0, self.text_length - item["ctx"].shape[0]))  # [S, D]
         return {**item, "caption": e["caption"]}
 
     def shape_key(self, i: int) -> tuple[int, ...]:

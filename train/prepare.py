@@ -198,6 +198,7 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
             continue
         if "semantic" not in index:
             index.update(specs(cfg, components[1], clip, info))
+            index["text_length"] = int(getattr(components[2], "max_length", 0)) or None
         shapes = {k: list(v.shape) for k, v in clip.items()}
         pending[sid] = (clip, {"caption": caption, "video": str(video), "shapes": shapes, **info})
         samples.append(sid)

