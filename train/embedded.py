@@ -58,8 +58,9 @@ def main(args) -> dict:
     common = ["--seed", str(args.seed), "--log-every", "50"]
     vae, enc = work / "vae" / "shapes_vae.safetensors", work / "encoder" / "shapes_encoder.safetensors"
 
-    def train_vae():  # short 5-frame clips first (fast), then 9-frame clips so the causal cache sees 2 chunks
-        for steps, frames, batch in ((args.vae_steps, 5, 8), (args.vae_steps_long, 9, 4)):
+    def train_vae():  # short clips first (fast), then longer ones: the causal cache must reach its steady state
+        phases = ((args.vae_steps, 5, 8), (args.vae_steps_long, 9, 4), (args.vae_steps_longer, 17, 2))
+        for steps, frames, batch in phases:
             pretrain.main(pretrain.parse_args(
                 ["vae", "--out", str(work / "vae"), "--max-steps", str(steps), "--frames", str(frames), "--batch-size",
                  str(batch), "--lr", "1e-3", "--warmup-steps", "50", "--ckpt-every", "600", "--resume", *common]))  # fmt: skip
@@ -130,7 +131,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of every step")
     p.add_argument("--vae-steps", type=int, default=800, help="VAE pretraining steps on 5-frame clips (batch 8)")
     p.add_argument(
-        "--vae-steps-long", type=int, default=2000, help="...then up to this step on 9-frame clips (batch 4)"
+        "--vae-steps-longer", type=int, default=2100, help="...then up to this step on 17-frame clips (batch 2)"
+    )
+    p.add_argument(
+        "--vae-steps-long", type=int, default=1500, help="...then up to this step on 9-frame clips (batch 4)"
     )
     p.add_argument("--encoder-steps", type=int, default=600, help="encoder contrastive steps (batch 32)")
     p.add_argument("--clips", type=int, default=3000, help="training clips written and cached")

