@@ -1,4 +1,36 @@
-"""ComfyUI nodes (thin glue over semanticgen_core)."""
+"""ComfyUI nodes (thin glue over semanticgen_core), registered with the classic NODE_CLASS_MAPPINGS API."""
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from .loaders import LoadSemanticEncoder, SemanticGenModelLoader, SemanticGenTextEncode, SemanticGenVAELoader
+from .sampling import (
+    EncodeReferenceSemantics,
+    GenerateSemanticPlan,
+    PreviewSemanticPlan,
+    SemanticGenDecode,
+    SemanticToLatent,
+    SwinLongVideoSampler,
+)
+
+NODE_CLASS_MAPPINGS = {
+    "SemanticGenModelLoader": SemanticGenModelLoader,
+    "LoadSemanticEncoder": LoadSemanticEncoder,
+    "SemanticGenVAELoader": SemanticGenVAELoader,
+    "SemanticGenTextEncode": SemanticGenTextEncode,
+    "EncodeReferenceSemantics": EncodeReferenceSemantics,
+    "GenerateSemanticPlan": GenerateSemanticPlan,
+    "PreviewSemanticPlan": PreviewSemanticPlan,
+    "SemanticToLatent": SemanticToLatent,
+    "SwinLongVideoSampler": SwinLongVideoSampler,
+    "SemanticGenDecode": SemanticGenDecode,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "SemanticGenModelLoader": "SemanticGen Model Loader",
+    "LoadSemanticEncoder": "Load Semantic Encoder",
+    "SemanticGenVAELoader": "SemanticGen VAE Loader",
+    "SemanticGenTextEncode": "SemanticGen Text Encode (embedded MiniLM)",
+    "EncodeReferenceSemantics": "Encode Reference Semantics",
+    "GenerateSemanticPlan": "Generate Semantic Plan (stage A)",
+    "PreviewSemanticPlan": "Preview Semantic Plan",
+    "SemanticToLatent": "Semantic To Latent (stage B)",
+    "SwinLongVideoSampler": "Swin Long Video Sampler (stage B, long)",
+    "SemanticGenDecode": "SemanticGen Decode",
+}

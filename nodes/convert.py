@@ -1,0 +1,224 @@
+"""ComfyUI types <-> semanticgen_core tensors, the objects our own socket types carry, and progress reporting.
+
+ComfyUI conventions: IMAGE is float [B, H, W, C] in 0..1 (video frames are the batch); LATENT is
+`{"samples": [B, C, T, H, W]}` holding raw (un-normalised) VAE latents, as `VAEDecode` with the Wan 2.1 VAE expects;
+CONDITIONING is a list of `[cond [B, S, D], {extras}]`. Our types: SEMANTICGEN_MODEL (`SemanticGenModel`),
+SEMANTIC_PLAN (a dict, see `make_plan`), SEMANTIC_ENCODER (a `semanticgen_core.encoders.SemanticEncoder`) and
+SEMANTICGEN_VAE (a `semanticgen_core.vae.WanVAE`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from ..semanticgen_core.checkpoint import check_plan_compatible
+from ..semanticgen_core.config import SemanticSpec, VideoSpec
+from ..semanticgen_core.pipeline import SemanticGenPipeline
+from . import comfy_compat as cc
+
+PREVIEW_SIZE = 256  # longest side of the step previews, pixels
+
+# ----------------------------------------------------------------------------------------------------------------
+# Our socket types
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticGenModel:
+    """SEMANTICGEN_MODEL: a pipeline without text encoder / VAE, plus the latent statistics of its VAE space."""
+
+    pipeline: SemanticGenPipeline
+    latents_mean: torch.Tensor  # [C] per-channel mean of raw VAE latents (LATENT <-> generator space)
+    latents_std: torch.Tensor  # [C]
+    name: str  # what the loader loaded, for messages
+
+    @property
+    def semantic(self) -> SemanticSpec:
+        return self.pipeline.config.semantic
+
+    @property
+    def video(self) -> VideoSpec:
+        return self.pipeline.config.video
+
+
+def make_plan(z_sem: torch.Tensor, spec: SemanticSpec, seconds: float, height: int, width: int, source: str) -> dict:
+    """SEMANTIC_PLAN: the compressed plan [B, k, T_s, H_s, W_s] (CPU float32) with what it was made for."""
+    return {
+        "plan": z_sem.detach().float().cpu(),
+        "spec": spec,
+        "seconds": float(seconds),
+        "height": int(height),
+        "width": int(width),
+        "source": source,
+    }
+
+
+def check_plan(plan: dict, model: SemanticGenModel) -> None:
+    """Raise a ValueError naming both sides unless the plan fits the model (encoder kind, dim, grid for its length)."""
+    spec, z = plan["spec"], plan["plan"]
+    check_plan_compatible(
+        z.shape[1],
+        spec.kind,
+        model.semantic.compressed_dim,
+        model.semantic.kind,
+        f"{plan['source']} plan vs model {model.name}: ",
+    )
+    want = model.pipeline.plan_grid(plan["seconds"], plan["height"], plan["width"])
+    if tuple(z.shape[2:]) != tuple(want):
+        raise ValueError(
+            f"{plan['source']} plan has a semantic grid (T_s, H_s, W_s) = {tuple(z.shape[2:])}, but model {model.name} "
+            f"expects {tuple(want)} for {plan['seconds']:g} s at {plan['width']}x{plan['height']}; make the plan with "
+            "this model's settings (same encoder, size and length)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# IMAGE, LATENT, CONDITIONING
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def image_to_frames(image: torch.Tensor) -> np.ndarray:
+    """IMAGE [T, H, W, C] float 0..1 -> uint8 frames [T, H, W, 3] (alpha dropped)."""
+    if image.ndim != 4 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an IMAGE batch [T, H, W, 3], got {tuple(image.shape)}")
+    return (image[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def frames_to_image(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] -> IMAGE [T, H, W, 3] float32 0..1."""
+    return torch.as_tensor(np.asarray(frames)).float().div(255)
+
+
+def video_to_image(video: torch.Tensor) -> torch.Tensor:
+    """Decoded video [B, 3, F, H, W] in [-1, 1] -> IMAGE [B*F, H, W, 3] in 0..1 (as VAEDecode flattens video)."""
+    x = ((video.float().clamp(-1, 1) + 1) / 2).cpu()
+    return rearrange(x, "b c f h w -> (b f) h w c").contiguous()
+
+
+def wrap_latent(z_raw: torch.Tensor) -> dict:
+    """LATENT from raw latents [B, C, T, H, W]."""
+    return {"samples": z_raw.detach().float().cpu()}
+
+
+def parse_conditioning(conditioning, text_dim: int, model_name: str) -> torch.Tensor:
+    """CONDITIONING (ComfyUI's CLIPTextEncode or ours) -> text features ctx [B, S, D], zero past the attention mask."""
+    if not isinstance(conditioning, (list, tuple)) or not conditioning:
+        raise ValueError("expected a CONDITIONING (a list of [cond, {...}]), got an empty or unknown value")
+    if len(conditioning) > 1:
+        raise ValueError(
+            f"CONDITIONING holds {len(conditioning)} entries (Conditioning Combine); SemanticGen takes one text: "
+            "use Conditioning (Concat) instead"
+        )
+    ctx, extra = conditioning[0][0], conditioning[0][1] if len(conditioning[0]) > 1 else {}
+    if ctx.ndim != 3 or ctx.shape[-1] != text_dim:
+        raise ValueError(
+            f"CONDITIONING has text features {tuple(ctx.shape)} (dim {ctx.shape[-1]}), but model {model_name} takes "
+            f"text features of dim {text_dim}: the embedded model takes SemanticGen Text Encode (MiniLM, 384), Wan2.1 "
+            "models take CLIPLoader type wan (umt5-xxl, 4096)"
+        )
+    mask = extra.get("attention_mask") if isinstance(extra, dict) else None
+    if mask is not None and tuple(mask.shape) == tuple(ctx.shape[:2]):
+        ctx = ctx * mask.to(ctx.device, ctx.dtype)[..., None]
+    return ctx.float()
+
+
+def make_conditioning(ctx: torch.Tensor, mask: torch.Tensor) -> list:
+    """CONDITIONING [[ctx [B, S, D], {"attention_mask": mask [B, S]}]] (ComfyUI's layout)."""
+    return [[ctx.detach().float().cpu(), {"attention_mask": mask.cpu()}]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Progress with previews
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def preview_image(x: torch.Tensor, size: int = PREVIEW_SIZE):
+    """PIL preview of the first frame of a latent or plan x [B, C, T, H, W] (PCA colours, nearest upscaling)."""
+    from PIL import Image
+
+    rgb = features_to_rgb(x[:1, :, :1])[0, 0]  # [H, W, 3]
+    img = Image.fromarray((rgb * 255).round().to(torch.uint8).cpu().numpy())
+    scale = max(1, size // max(img.size))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+class StepProgress:
+    """Sampler callback: honours Cancel between steps and updates the node's progress bar with a preview."""
+
+    def __init__(self, total: int):
+        self.bar, self.total, self.done = cc.progress_bar(total), total, 0
+
+    def __call__(self, info: dict) -> None:
+        cc.throw_if_interrupted()
+        self.done += 1
+        self.bar.update_absolute(self.done, self.total, ("JPEG", preview_image(info["denoised"]), PREVIEW_SIZE))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Core helpers (pure PyTorch/numpy, no ComfyUI: to move into semanticgen_core)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def normalize_latents(z_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Raw latents [B, C, T, H, W] -> generator space, per channel (as WanVAE.normalize, without a VAE)."""
+    shape = (1, -1, 1, 1, 1)
+    return (z_raw.float() - mean.to(z_raw.device).view(shape)) / std.to(z_raw.device).view(shape)
+
+
+def denormalize_latents(z_norm: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Generator-space latents [B, C, T, H, W] -> raw latents (as WanVAE.denormalize)."""
+    shape = (1, -1, 1, 1, 1)
+    return z_norm.float() * std.to(z_norm.device).view(shape) + mean.to(z_norm.device).view(shape)
+
+
+def features_to_rgb(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
+    """Features [B, C, T, H, W] -> colours [B, T, H, W, 3] in 0..1: the top 3 principal components over all tokens.
+
+    Components are sign-fixed (largest loading positive) and scaled to the [low, high] quantiles of each, so the same
+    features always give the same colours; fewer than 3 channels leave the other colours at 0.5.
+    """
+    b, c, t, h, w = x.shape
+    flat = rearrange(x.detach().float(), "b c t h w -> (b t h w) c")
+    flat = flat - flat.mean(0, keepdim=True)
+    _, vecs = torch.linalg.eigh(flat.T @ flat)  # ascending eigenvalues; columns are components
+    comps = vecs.flip(1)[:, : min(3, c)]  # [C, 3]
+    comps = comps * torch.sign(comps.gather(0, comps.abs().argmax(0, keepdim=True)))
+    proj = flat @ comps  # [N, <=3]
+    sample = proj[:: max(1, proj.shape[0] // 100_000)]
+    lo, hi = torch.quantile(sample, low, dim=0), torch.quantile(sample, high, dim=0)
+    rgb = torch.full((flat.shape[0], 3), 0.5)
+    span = hi - lo
+    ok = span > 1e-6 * (proj.abs().amax(0) + 1e-12)
+    rgb[:, : comps.shape[1]] = torch.where(ok, ((proj - lo) / span.clamp_min(1e-12)).clamp(0, 1), 0.5)
+    return rearrange(rgb, "(b t h w) k -> b t h w k", b=b, t=t, h=h, w=w)
+
+
+def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Indices of the frames shown at times k / dst_fps in a clip of num_frames at src_fps (as read_video samples)."""
+    if src_fps <= 0 or dst_fps <= 0:
+        raise ValueError(f"fps must be > 0, got {src_fps} -> {dst_fps}")
+    count = math.floor((num_frames - 1) / src_fps * dst_fps + 1e-6) + 1 if num_frames else 0
+    return np.minimum(np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(np.int64), num_frames - 1)
+
+
+def reference_frames(
+    frames: np.ndarray, pipeline: SemanticGenPipeline, height: int, width: int, max_seconds: float = 0.0
+) -> tuple[np.ndarray, float]:
+    """Frames at the semantic fps -> (the frames the plan needs, center-cropped to height x width; the plan's seconds).
+
+    The clip covers len(frames) / fps seconds (capped by max_seconds > 0), the same rule as the CLI's --reference.
+    """
+    from ..semanticgen_core.video_io import resize_center_crop
+
+    spec = pipeline.config.semantic
+    if len(frames) == 0:
+        raise ValueError("the reference video has no frames")
+    seconds = len(frames) / spec.fps
+    seconds = min(seconds, max_seconds) if max_seconds > 0 else seconds
+    need = pipeline.plan_grid(seconds, height, width)[0] * spec.temporal_patch
+    return resize_center_crop(frames[:need], height, width), seconds
