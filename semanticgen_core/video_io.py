@@ -221,7 +221,9 @@ def _check_frame(frame, index: int, hw: tuple[int, int] | None) -> np.ndarray:
 def _pad_even(frame: np.ndarray) -> np.ndarray:
     """Pad [H, W, 3] to even H and W by repeating the last row / column (yuv420p needs even sizes)."""
     h, w = frame.shape[:2]
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frame
+    if h % 2 or w % 2:
+        return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return np.ascontiguousarray(frame)  # from_ndarray of a strided view (e.g. a permuted tensor) misread rows here
 
 
 def _encode(out, frames: Iterable, rate: Fraction, crf: int) -> None:

@@ -45,7 +45,9 @@ def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):
     again = tmp_path / "again.mp4"
     main(["generate", "--prompt", "a red circle moves to the right", "--seconds", "1", "--steps", "3", "--out",
           str(again), "--quiet"])  # fmt: skip
-    assert np.array_equal(read_video(again), frames)  # same seed, same video
+    # same seed, same video: the generated frames are identical (test_pipeline); libx264 does not always write
+    # byte-identical files for identical frames, so compare the decoded videos up to compression noise
+    assert np.abs(read_video(again).astype(int) - frames).mean() < 3
     assert not list(tmp_path.glob(".*tmp"))
 
 
