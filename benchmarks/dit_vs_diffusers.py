@@ -62,11 +62,12 @@ def main(args):
             a = ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx).sample
             b = ours(x, t, ctx)
             t_ref, t_ours = [], []
-            for _ in range(args.rounds):  # alternate so both see the same machine state
-                t_ref.append(
-                    median_time(lambda: ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx), 1, dev)
-                )
-                t_ours.append(median_time(lambda: ours(x, t, ctx), 1, dev))
+            run_ref = lambda: ref(hidden_states=x, timestep=1000 * t, encoder_hidden_states=ctx)  # noqa: E731
+            run_ours = lambda: ours(x, t, ctx)  # noqa: E731
+            for r in range(args.rounds):  # alternate, and swap who goes first, so both see the same machine state
+                pair = [(run_ref, t_ref), (run_ours, t_ours)]
+                for fn, times in pair[:: -1 if r % 2 else 1]:
+                    times.append(median_time(fn, 1, dev))
         tr, to = statistics.median(t_ref), statistics.median(t_ours)
         tokens = frames * h * w // 4
         tf = flops(ours.config, tokens, args.text_len) / to / 1e12
