@@ -19,6 +19,7 @@ from einops import rearrange
 from ..semanticgen_core.checkpoint import check_plan_compatible
 from ..semanticgen_core.config import SemanticSpec, VideoSpec
 from ..semanticgen_core.pipeline import SemanticGenPipeline
+from ..semanticgen_core.vae import denormalize_latents, normalize_latents  # noqa: F401 (node helpers)
 from . import comfy_compat as cc
 
 PREVIEW_SIZE = 256  # longest side of the step previews, pixels
@@ -162,18 +163,6 @@ class StepProgress:
 # ----------------------------------------------------------------------------------------------------------------
 # Core helpers (pure PyTorch/numpy, no ComfyUI: to move into semanticgen_core)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def normalize_latents(z_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Raw latents [B, C, T, H, W] -> generator space, per channel (as WanVAE.normalize, without a VAE)."""
-    shape = (1, -1, 1, 1, 1)
-    return (z_raw.float() - mean.to(z_raw.device).view(shape)) / std.to(z_raw.device).view(shape)
-
-
-def denormalize_latents(z_norm: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Generator-space latents [B, C, T, H, W] -> raw latents (as WanVAE.denormalize)."""
-    shape = (1, -1, 1, 1, 1)
-    return z_norm.float() * std.to(z_norm.device).view(shape) + mean.to(z_norm.device).view(shape)
 
 
 def features_to_rgb(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:

@@ -46,6 +46,23 @@ def wan21_vae_config() -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _channel_stats(mean: torch.Tensor, std: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel statistics shaped [1, C, 1, 1, 1] (float32, on z's device)."""
+    return tuple(t.to(z.device, torch.float32).reshape(1, -1, 1, 1, 1) for t in (mean, std))
+
+
+def normalize_latents(z_raw: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Raw latents [B, C, T, H, W] -> generator space: (z - mean) / std per channel, in float32."""
+    mean, std = _channel_stats(mean, std, z_raw)
+    return (z_raw.float() - mean) / std
+
+
+def denormalize_latents(z_norm: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Generator-space latents [B, C, T, H, W] -> raw latents: z * std + mean per channel, in float32."""
+    mean, std = _channel_stats(mean, std, z_norm)
+    return z_norm.float() * std + mean
+
+
 def check_video_shape(num_frames: int, height: int, width: int, temporal_factor: int = 4, multiple: int = 16) -> None:
     """Raise a ValueError unless frames = tk + 1 and height, width are multiples of `multiple`."""
     t = temporal_factor
@@ -175,13 +192,11 @@ class WanVAE(nn.Module):
 
     def normalize(self, z_raw: torch.Tensor) -> torch.Tensor:
         """Raw latents (ComfyUI LATENT) -> normalised latents (generator space), computed in float32."""
-        mean, std = (t.to(z_raw.device, torch.float32) for t in (self.latents_mean, self.latents_std))
-        return (z_raw.float() - mean) / std
+        return normalize_latents(z_raw, self.latents_mean, self.latents_std)
 
     def denormalize(self, z_norm: torch.Tensor) -> torch.Tensor:
         """Normalised latents -> raw latents, computed in float32."""
-        mean, std = (t.to(z_norm.device, torch.float32) for t in (self.latents_mean, self.latents_std))
-        return z_norm.float() * std + mean
+        return denormalize_latents(z_norm, self.latents_mean, self.latents_std)
 
     # --------------------------------------------------------------------------------------- encode / decode
 

