@@ -28,7 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from semanticgen_core import metrics  # noqa: E402
 from semanticgen_core.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
+from semanticgen_core.pipeline import video_to_uint8  # noqa: E402
 from semanticgen_core.shapes_world import COLORS, SHAPES, ShapesWorld, parse_caption, render, sample_scene  # noqa: E402
+from semanticgen_core.vae import frames_to_video  # noqa: E402
+
+ATTRS = ("color", "shape", "motion")
 
 
 def cli_run(args: list[str]) -> tuple[float, float]:
@@ -55,6 +59,18 @@ def main(args):
     results["adherence"] = metrics.text_adherence(probe, videos, prompts)
     results["flicker"] = float(np.mean([metrics.temporal_flickering(v) for v in videos]))
     results["flicker_real"] = float(np.mean([metrics.temporal_flickering(world[i]["frames"]) for i in range(args.n)]))
+
+    # 1b. the VAE's ceiling: the probe on reconstructions of real held-out renders (2 s, and the last 2 s of 8 s)
+    rng = np.random.default_rng(args.seed + 2)
+    for name, seconds in (("vae_recon", 2.0), ("vae_recon_8s_tail", 8.0)):
+        scenes = [sample_scene(rng, "heldout", seconds) for _ in range(args.n)]
+        recs = []
+        for scene in scenes:
+            real = render(scene, seconds, fps=8, num_frames=round(seconds * 8) + 1)
+            with torch.no_grad():
+                recs.append(video_to_uint8(pipe.vae.decode(pipe.vae.encode(frames_to_video(real))))[0][-17:])
+        preds = probe.predict_batch(recs)
+        results[name] = {k: float(np.mean([p[k] == getattr(s, k) for p, s in zip(preds, scenes)])) for k in ATTRS}
 
     # 2. reference transfer: motion from a rendered reference, colour and shape from the prompt
     rng = np.random.default_rng(args.seed + 1)
@@ -95,12 +111,22 @@ def main(args):
     return results
 
 
+def _pct(d: dict) -> str:
+    return " / ".join(f"{d[k]:.0%}" for k in ATTRS)
+
+
 def print_table(r: dict) -> None:
     a = r["adherence"]
     rows = [
         ("text adherence: colour (held-out prompts)", f"{a['color']:.0%}", ">= 90 %"),
         ("text adherence: motion direction", f"{a['motion']:.0%}", ">= 85 %"),
         ("text adherence: shape", f"{a['shape']:.0%}", ">= 80 %"),
+        (
+            "VAE ceiling: probe on reconstructions of real 2 s clips (colour / shape / motion)",
+            _pct(r["vae_recon"]),
+            "-",
+        ),
+        ("VAE ceiling: the same on the last 2 s of 8 s clips", _pct(r["vae_recon_8s_tail"]), "-"),
         ("temporal flickering (generated / real renders)", f"{r['flicker']:.4f} / {r['flicker_real']:.4f}", "-"),
         ("reference transfer keeps the motion", f"{r['transfer_motion']:.0%}", ">= 90 %"),
         ("reference transfer takes the prompt's colour", f"{r['transfer_prompt_colour']:.0%}", "-"),

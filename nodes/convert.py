@@ -9,7 +9,6 @@ SEMANTICGEN_VAE (a `semanticgen_core.vae.WanVAE`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,7 @@ from einops import rearrange
 from ..semanticgen_core.checkpoint import check_plan_compatible
 from ..semanticgen_core.config import SemanticSpec, VideoSpec
 from ..semanticgen_core.pipeline import SemanticGenPipeline
+from ..semanticgen_core.preview import features_to_rgb
 from ..semanticgen_core.vae import denormalize_latents, normalize_latents  # noqa: F401 (node helpers)
 from . import comfy_compat as cc
 
@@ -158,56 +158,3 @@ class StepProgress:
         cc.throw_if_interrupted()
         self.done += 1
         self.bar.update_absolute(self.done, self.total, ("JPEG", preview_image(info["denoised"]), PREVIEW_SIZE))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Core helpers (pure PyTorch/numpy, no ComfyUI: to move into semanticgen_core)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def features_to_rgb(x: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
-    """Features [B, C, T, H, W] -> colours [B, T, H, W, 3] in 0..1: the top 3 principal components over all tokens.
-
-    Components are sign-fixed (largest loading positive) and scaled to the [low, high] quantiles of each, so the same
-    features always give the same colours; fewer than 3 channels leave the other colours at 0.5.
-    """
-    b, c, t, h, w = x.shape
-    flat = rearrange(x.detach().float(), "b c t h w -> (b t h w) c")
-    flat = flat - flat.mean(0, keepdim=True)
-    _, vecs = torch.linalg.eigh(flat.T @ flat)  # ascending eigenvalues; columns are components
-    comps = vecs.flip(1)[:, : min(3, c)]  # [C, 3]
-    comps = comps * torch.sign(comps.gather(0, comps.abs().argmax(0, keepdim=True)))
-    proj = flat @ comps  # [N, <=3]
-    sample = proj[:: max(1, proj.shape[0] // 100_000)]
-    lo, hi = torch.quantile(sample, low, dim=0), torch.quantile(sample, high, dim=0)
-    rgb = torch.full((flat.shape[0], 3), 0.5)
-    span = hi - lo
-    ok = span > 1e-6 * (proj.abs().amax(0) + 1e-12)
-    rgb[:, : comps.shape[1]] = torch.where(ok, ((proj - lo) / span.clamp_min(1e-12)).clamp(0, 1), 0.5)
-    return rearrange(rgb, "(b t h w) k -> b t h w k", b=b, t=t, h=h, w=w)
-
-
-def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Indices of the frames shown at times k / dst_fps in a clip of num_frames at src_fps (as read_video samples)."""
-    if src_fps <= 0 or dst_fps <= 0:
-        raise ValueError(f"fps must be > 0, got {src_fps} -> {dst_fps}")
-    count = math.floor((num_frames - 1) / src_fps * dst_fps + 1e-6) + 1 if num_frames else 0
-    return np.minimum(np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(np.int64), num_frames - 1)
-
-
-def reference_frames(
-    frames: np.ndarray, pipeline: SemanticGenPipeline, height: int, width: int, max_seconds: float = 0.0
-) -> tuple[np.ndarray, float]:
-    """Frames at the semantic fps -> (the frames the plan needs, center-cropped to height x width; the plan's seconds).
-
-    The clip covers len(frames) / fps seconds (capped by max_seconds > 0), the same rule as the CLI's --reference.
-    """
-    from ..semanticgen_core.video_io import resize_center_crop
-
-    spec = pipeline.config.semantic
-    if len(frames) == 0:
-        raise ValueError("the reference video has no frames")
-    seconds = len(frames) / spec.fps
-    seconds = min(seconds, max_seconds) if max_seconds > 0 else seconds
-    need = pipeline.plan_grid(seconds, height, width)[0] * spec.temporal_patch
-    return resize_center_crop(frames[:need], height, width), seconds

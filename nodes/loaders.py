@@ -62,19 +62,8 @@ class _Cached:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Core helpers (no ComfyUI: to move into semanticgen_core.embedded / vae)
+# Helpers
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def latent_stats(stage1: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents_mean, latents_std) [C] of the VAE space a model was trained in: the embedded VAE's for the embedded
-    model, Wan2.1's (= ComfyUI's Wan21 latent format) for anything else."""
-    from ..semanticgen_core.checkpoint import read_header
-    from ..semanticgen_core.embedded import embedded_path
-    from ..semanticgen_core.vae import wan21_vae_config
-
-    cfg = read_header(embedded_path("vae"))["config"] if stage1 == EMBEDDED_MODEL else wan21_vae_config()
-    return torch.tensor(cfg["latents_mean"]), torch.tensor(cfg["latents_std"])
 
 
 @functools.lru_cache(maxsize=1)  # one MiniLM shared by the positive and negative prompt nodes
@@ -89,6 +78,7 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype) -> SemanticGenModel
     """A SemanticGenModel from dropdown names (the embedded model or files in models/semanticgen/)."""
     from ..semanticgen_core.config import SamplerConfig
     from ..semanticgen_core.embedded import build_pipeline, embedded_path, manifest
+    from ..semanticgen_core.vae import latent_space_stats
 
     def path(name, part):
         return embedded_path(part) if name == EMBEDDED_MODEL else cc.model_path(name)
@@ -97,7 +87,7 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype) -> SemanticGenModel
     embedded = stage1 == EMBEDDED_MODEL
     sampler, noise = (SamplerConfig(**manifest()["sampler"]), manifest()["plan_noise"]) if embedded else (None, 0.1)
     pipe = build_pipeline(path(stage1, "stage1"), s2, None, None, None, sampler, noise, cc.offload_device(), dtype)
-    return SemanticGenModel(pipe, *latent_stats(stage1), name=stage1)
+    return SemanticGenModel(pipe, *latent_space_stats(pipe.config.video, stage1), name=stage1)
 
 
 # ----------------------------------------------------------------------------------------------------------------

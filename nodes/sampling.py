@@ -13,6 +13,7 @@ import torch
 
 from ..semanticgen_core.config import SamplerConfig
 from ..semanticgen_core.pipeline import SemanticGenPipeline
+from ..semanticgen_core.video_io import resample_indices
 from . import comfy_compat as cc
 from .convert import (
     StepProgress,
@@ -23,8 +24,6 @@ from .convert import (
     make_plan,
     normalize_latents,
     parse_conditioning,
-    reference_frames,
-    resample_indices,
     video_to_image,
     wrap_latent,
 )
@@ -206,7 +205,7 @@ class EncodeReferenceSemantics:
 
     def encode(self, encoder, model, file, width, height, max_seconds, images=None, fps=16.0, video=None):
         frames = reference_source(file, model.semantic.fps, images, fps, video)
-        frames, seconds = reference_frames(frames, model.pipeline, height, width, max_seconds)
+        frames, seconds = model.pipeline.reference_clip(frames, height, width, max_seconds)
         p = model.pipeline
         pipe = SemanticGenPipeline(p.sem_generator, p.lat_generator, p.compressor, None, None, encoder, p.config)
         with cc.on_device(encoder):

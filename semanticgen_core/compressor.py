@@ -13,6 +13,8 @@ from einops import rearrange
 
 from .flow import randn
 
+LOGVAR_INIT = -6.0  # initial log-variance of the compressed plan (std 0.05)
+
 
 class GaussianPlan:
     """Diagonal Gaussian over compressed semantic features. mean, logvar: [B, k, T_s, H_s, W_s]."""
@@ -55,6 +57,9 @@ class SemanticCompressor(nn.Module):
                 nn.GELU(),
                 nn.Linear(self.hidden_dim, 2 * out_dim),
             )
+            # start narrow (std 0.05): a plan drawn with unit variance at init is mostly noise, the generator
+            # learns to ignore it and the KL then finishes the collapse; the KL widens it later as far as it can
+            nn.init.constant_(self.mlp[-1].bias[out_dim:], LOGVAR_INIT)
 
     @property
     def config(self) -> dict:

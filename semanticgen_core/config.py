@@ -126,6 +126,10 @@ class VideoSpec:
     temporal_factor: int = 4  # causal VAE: F = 4 (T - 1) + 1 frames
     spatial_factor: int = 8  # VAE downsampling of height and width
     z_dim: int = 16  # VAE latent channels
+    # per-channel statistics that normalise the VAE's latents (z - mean) / std: the latent space a model was trained
+    # in (None: unknown, e.g. files written before they were recorded)
+    latents_mean: list[float] | None = None
+    latents_std: list[float] | None = None
 
     def num_frames(self, seconds: float) -> int:
         """Nearest valid frame count (4k + 1) for `seconds`."""

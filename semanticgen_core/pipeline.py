@@ -65,6 +65,20 @@ class SemanticGenPipeline:
         video = self.config.video
         return self.config.semantic.grid(video.num_frames(seconds) / video.fps, height, width)
 
+    def reference_clip(self, frames: np.ndarray, height: int, width: int, seconds: float = 0.0):
+        """Reference frames at the semantic fps [F, H', W', 3] -> (the frames the plan needs, centre-cropped to
+        height x width; the video's seconds). The video lasts as long as the reference (len / fps), capped by
+        seconds > 0; the CLI's --reference and the EncodeReferenceSemantics node share this rule."""
+        from .video_io import resize_center_crop
+
+        if len(frames) == 0:
+            raise ValueError("the reference video has no frames")
+        spec = self.config.semantic
+        length = len(frames) / spec.fps
+        seconds = min(seconds, length) if seconds > 0 else length
+        need = self.plan_grid(seconds, height, width)[0] * spec.temporal_patch
+        return resize_center_crop(frames[:need], height, width), seconds
+
     # ------------------------------------------------------------------------------------------------------------
     # Steps
     # ------------------------------------------------------------------------------------------------------------

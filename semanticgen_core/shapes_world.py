@@ -429,8 +429,10 @@ class ShapesWorld:
         return dict(frames=frames, caption=text, attributes=attributes, scene=asdict(scene))
 
 
-def write_dataset(folder, n: int, seed: int = 0, split: str = "train", crf: int = 18, **kwargs) -> list[Path]:
-    """Write n clips as NNNNNN.mp4 + NNNNNN.txt (caption) pairs into `folder`; kwargs go to ShapesWorld."""
+def write_dataset(
+    folder, n: int, seed: int = 0, split: str = "train", crf: int = 18, prefix: str = "", **kwargs
+) -> list[Path]:
+    """Write n clips as {prefix}NNNNNN.mp4 + .txt (caption) pairs into `folder`; kwargs go to ShapesWorld."""
     from .video_io import write_video
 
     folder = Path(folder)
@@ -439,7 +441,7 @@ def write_dataset(folder, n: int, seed: int = 0, split: str = "train", crf: int 
     paths = []
     for i in range(n):
         item = world[i]
-        path = folder / f"{i:06d}.mp4"
+        path = folder / f"{prefix}{i:06d}.mp4"
         write_video(path, item["frames"], fps=world.fps, crf=crf)
         path.with_suffix(".txt").write_text(item["caption"] + "\n", encoding="utf-8")
         paths.append(path)

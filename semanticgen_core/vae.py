@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,24 @@ def wan21_vae_config() -> dict:
     structure = dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], dropout=0.0)
     stats = {k: list(defaults[k].default) for k in ("latents_mean", "latents_std")}
     return {**structure, "temperal_downsample": [False, True, True], **stats}
+
+
+def latent_space_stats(video: VideoSpec, source: str = "model") -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents_mean, latents_std) [C] of the VAE space a model was trained in, as its VideoSpec records them.
+
+    Files written before the statistics were recorded fall back to Wan2.1's (the space of every Wan2.1-based model),
+    with a warning; a model of another channel count without them is an error, not a guess.
+    """
+    if video.latents_mean is not None and video.latents_std is not None:
+        mean, std = torch.tensor(video.latents_mean), torch.tensor(video.latents_std)
+        if mean.shape != (video.z_dim,) or std.shape != (video.z_dim,):
+            raise ValueError(f"{source}: latent statistics of length {len(mean)}/{len(std)}, expected {video.z_dim}")
+        return mean, std
+    if video.z_dim != 16:
+        raise ValueError(f"{source}: no latent statistics recorded for its {video.z_dim}-channel VAE space")
+    warnings.warn(f"{source}: no latent statistics recorded; assuming the Wan2.1 VAE's", stacklevel=2)
+    cfg = wan21_vae_config()
+    return torch.tensor(cfg["latents_mean"]), torch.tensor(cfg["latents_std"])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -307,6 +307,14 @@ def center_crop(frames, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(arr[:, top : top + height, left : left + width])
 
 
+def resample_indices(num_frames: int, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Indices of the frames shown at times k / dst_fps in a clip of num_frames at src_fps (as read_video samples)."""
+    if src_fps <= 0 or dst_fps <= 0:
+        raise ValueError(f"fps must be > 0, got {src_fps} -> {dst_fps}")
+    count = math.floor((num_frames - 1) / src_fps * dst_fps + 1e-6) + 1 if num_frames else 0
+    return np.minimum(np.floor(np.arange(count) * src_fps / dst_fps + 1e-6).astype(np.int64), num_frames - 1)
+
+
 def resize_center_crop(frames, height: int, width: int, resample: str = "bicubic") -> np.ndarray:
     """Scale uint8 [T, H, W, 3] frames so height x width is covered (aspect kept), then center-crop to it."""
     h, w = _check_video(frames).shape[1:3]

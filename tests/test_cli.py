@@ -35,6 +35,23 @@ def test_shipped_model_is_complete_and_small():
     assert (WEIGHTS_DIR / "manifest.json").is_file()
 
 
+def test_shipped_stage1_records_the_shipped_vae_space():
+    from semanticgen_core.checkpoint import read_header
+
+    vae = read_header(embedded_path("vae"))["config"]
+    video = read_header(embedded_path("stage1"))["video"]
+    assert video["latents_mean"] == pytest.approx(vae["latents_mean"])
+    assert video["latents_std"] == pytest.approx(vae["latents_std"])
+
+
+def test_embedded_build_rejects_a_bad_vae_schedule(tmp_path):
+    from train import embedded
+
+    args = embedded.parse_args(["--work", str(tmp_path), "--vae-steps", "800,1500", "--no-ship"])
+    with pytest.raises(SystemExit, match="5 increasing phase ends"):
+        embedded.main(args)
+
+
 def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):
     out = tmp_path / "clip.mp4"
     assert main(["generate", "--prompt", "a red circle moves to the right", "--seconds", "1", "--steps", "3",

@@ -52,3 +52,14 @@ def test_plan_noise_strength():
     noisy = add_plan_noise(z, torch.tensor([0.0, 0.1, 0.5, 1.0]), torch.Generator().manual_seed(0))
     stds = noisy.flatten(1).std(1)
     assert stds[0] == 0 and 0.05 < stds[1] < 0.15 and 0.35 < stds[2] < 0.65 and 0.7 < stds[3] < 1.3
+
+
+def test_plan_starts_narrow_so_the_generator_can_read_it():
+    from semanticgen_core.compressor import LOGVAR_INIT
+
+    torch.manual_seed(0)
+    plan = SemanticCompressor(64, 8)(torch.randn(4, 64, 2, 3, 3))
+    std = plan.logvar.mul(0.5).exp()
+    # the bias sets the start; the random weights only jitter it
+    assert abs(plan.logvar.mean().item() - LOGVAR_INIT) < 0.5 and std.max() < 0.1
+    assert plan.mean.std() > 2 * std.mean()  # sampled plans are mostly signal, not noise

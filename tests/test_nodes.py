@@ -18,7 +18,9 @@ from semanticgen_core import DIT_CONFIGS, SemanticCompressor, SemanticGenDiT
 from semanticgen_core.config import DiTConfig, SemanticSpec, VideoSpec
 from semanticgen_core.encoders import Qwen25VLEncoder
 from semanticgen_core.models import save_stage1, save_stage2
+from semanticgen_core.preview import features_to_rgb
 from semanticgen_core.vae import WanVAE
+from semanticgen_core.video_io import resample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = "semanticgen_pack"
@@ -237,20 +239,20 @@ def test_conditioning_parsing():
 def test_features_to_rgb_pca():
     x = torch.zeros(1, 8, 2, 3, 5)
     x[:, 0] = torch.linspace(-1, 1, 5)  # one direction of variation: left to right
-    rgb = convert.features_to_rgb(x)
+    rgb = features_to_rgb(x)
     assert rgb.shape == (1, 2, 3, 5, 3) and rgb.min() >= 0 and rgb.max() <= 1
     assert (rgb[0, 0, 0, 1:, 0] > rgb[0, 0, 0, :-1, 0]).all()  # first component follows it, sign fixed
     assert torch.allclose(rgb[..., 1:], torch.tensor(0.5))  # no variance left for green and blue
-    assert torch.allclose(convert.features_to_rgb(torch.ones(1, 8, 1, 2, 2)), torch.tensor(0.5))
+    assert torch.allclose(features_to_rgb(torch.ones(1, 8, 1, 2, 2)), torch.tensor(0.5))
     y = torch.randn(1, 8, 2, 4, 4)
-    assert torch.equal(convert.features_to_rgb(y), convert.features_to_rgb(y.clone()))
+    assert torch.equal(features_to_rgb(y), features_to_rgb(y.clone()))
     assert convert.preview_image(y).size == (256, 256)
 
 
 def test_resample_indices():
-    assert convert.resample_indices(17, 8, 4).tolist() == list(range(0, 17, 2))
-    assert convert.resample_indices(10, 4, 4).tolist() == list(range(10))
-    assert convert.resample_indices(33, 16, 4).tolist() == [0, 4, 8, 12, 16, 20, 24, 28, 32]
+    assert resample_indices(17, 8, 4).tolist() == list(range(0, 17, 2))
+    assert resample_indices(10, 4, 4).tolist() == list(range(10))
+    assert resample_indices(33, 16, 4).tolist() == [0, 4, 8, 12, 16, 20, 24, 28, 32]
 
 
 # ----------------------------------------------------------------------------------------------------------------

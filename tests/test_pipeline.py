@@ -87,6 +87,18 @@ def test_reference_transfer_uses_the_reference_plan(pipe):
     assert not torch.allclose(a, b)
 
 
+def test_reference_clip_lasts_as_long_as_the_reference_unless_capped(pipe):
+    frames = np.zeros((9, 40, 48, 3), np.uint8)  # 9 frames at the semantic 2 fps: 4.5 s
+    clip, seconds = pipe.reference_clip(frames, 32, 32)
+    need = pipe.plan_grid(4.5, 32, 32)[0] * 2
+    assert seconds == 4.5 and clip.shape == (min(need, 9), 32, 32, 3)
+    clip, seconds = pipe.reference_clip(frames, 32, 32, seconds=1.0)  # capped: just the frames 1 s of plan needs
+    assert seconds == 1.0 and len(clip) == pipe.plan_grid(1.0, 32, 32)[0] * 2
+    assert pipe.reference_clip(frames, 32, 32, seconds=60.0)[1] == 4.5  # never longer than the reference
+    with pytest.raises(ValueError, match="no frames"):
+        pipe.reference_clip(frames[:0], 32, 32)
+
+
 def test_mismatched_parts_are_named():
     from semanticgen_core import SemanticGenPipeline
 

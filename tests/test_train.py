@@ -182,3 +182,20 @@ def test_two_process_ddp_run_ends_with_equal_weights(cache, tmp_path):
     assert json.loads((state / "trainer_state.json").read_text())["world"] == 2
     r0, r1 = (load_file(str(state / f"rng_{r}.safetensors"))["generator"] for r in (0, 1))
     assert not torch.equal(r0, r1)  # each rank draws its own noise
+
+
+def test_stage1_trains_in_the_sampling_windows_when_asked():
+    from semanticgen_core import DIT_CONFIGS, SemanticCompressor, SemanticGenDiT
+    from train.stage1 import Stage1Model
+
+    torch.manual_seed(0)
+    lat, comp = SemanticGenDiT(DIT_CONFIGS["tiny"]), SemanticCompressor(16, 8)
+    torch.nn.init.normal_(lat.sem_embedding.weight, std=0.1)  # let the plan take part, as after some training
+    batch = {"latents": torch.randn(2, 16, 6, 4, 4), "sem_feats": torch.randn(2, 16, 3, 2, 2),
+             "ctx": torch.randn(2, 5, 24)}  # fmt: skip
+
+    def loss(window):
+        return Stage1Model(lat, comp, window=window)(batch, torch.Generator().manual_seed(0))[0]
+
+    # a window that covers the clip is full attention; a shorter one changes what each token sees
+    assert torch.allclose(loss(0), loss(8), atol=1e-6) and not torch.allclose(loss(0), loss(2), atol=1e-4)

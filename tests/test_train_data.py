@@ -142,7 +142,8 @@ def test_prepare_cli_with_real_tiny_components_then_train(tmp_path):
     tiny_vae = dict(
         base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
-    WanVAE.from_config(tiny_vae).eval().save(tmp_path / "vae.safetensors")
+    stats = dict(latents_mean=[0.1 * i for i in range(16)], latents_std=[1.0 + 0.1 * i for i in range(16)])
+    WanVAE.from_config({**tiny_vae, **stats}).eval().save(tmp_path / "vae.safetensors")
     words = ["<pad>", "</s>", "<unk>", "a", "square", "number", "moves", "right", *"0123456789"]
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -164,6 +165,8 @@ def test_prepare_cli_with_real_tiny_components_then_train(tmp_path):
     out = prepare_cli.main(prepare_cli.parse_args([str(a) for a in args]))
     assert len(out["samples"]) == 3 and len(out["skipped"]) == 2
     assert out["semantic"]["kind"] == "vjepa2" and out["semantic"]["dim"] == 32 and out["semantic"]["fps"] == 2.0
+    # the cache records the VAE's latent statistics: models trained on it carry their latent space along
+    assert out["video"]["latents_mean"] == stats["latents_mean"] and out["video"]["latents_std"] == stats["latents_std"]
     ds = CachedLatentDataset(out["dir"])
     item = ds[0]
     assert item["latents"].shape[0] == 16 and item["sem_feats"].shape[0] == 32 and item["ctx"].shape[1] == 16

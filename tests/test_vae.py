@@ -216,3 +216,18 @@ def test_stats_must_match_z_dim(tmp_path):
         WanVAE.from_config({**TINY, "latents_mean": [0.0] * 16, "latents_std": [1.0] * 16})
     cfg = json.loads(json.dumps(wan21_vae_config()))
     assert cfg["base_dim"] == 96 and len(cfg["latents_mean"]) == 16 and cfg["latents_std"][0] == pytest.approx(2.8184)
+
+
+def test_latent_space_stats_recorded_fallback_and_mismatch():
+    from semanticgen_core.config import VideoSpec
+    from semanticgen_core.vae import latent_space_stats, wan21_vae_config
+
+    mean, std = latent_space_stats(VideoSpec(z_dim=4, latents_mean=[0.0, 1, 2, 3], latents_std=[1.0, 2, 3, 4]))
+    assert mean.tolist() == [0, 1, 2, 3] and std.tolist() == [1, 2, 3, 4]
+    with pytest.warns(UserWarning, match="assuming the Wan2.1"):
+        mean, _ = latent_space_stats(VideoSpec(z_dim=16), "old.safetensors")
+    assert mean.tolist() == pytest.approx(wan21_vae_config()["latents_mean"])
+    with pytest.raises(ValueError, match="x.safetensors: no latent statistics recorded for its 4-channel"):
+        latent_space_stats(VideoSpec(z_dim=4), "x.safetensors")
+    with pytest.raises(ValueError, match="length 3/3, expected 4"):
+        latent_space_stats(VideoSpec(z_dim=4, latents_mean=[0.0] * 3, latents_std=[1.0] * 3))

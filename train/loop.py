@@ -49,6 +49,7 @@ class TrainConfig:
     lr: float = opt(1e-4, "peak AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     warmup_steps: int = opt(100, "linear LR warmup over this many optimizer steps, then constant")
+    decay_steps: int = opt(0, "linear LR decay to 0 over the last N steps before max_steps (0: no decay)")
     max_steps: int = opt(1000, "optimizer steps to train to (the counter continues across resumes)")
     batch_size: int = opt(1, "samples per process per micro-batch (one shape bucket per batch)")
     grad_accum: int = opt(1, "micro-batches per optimizer step (gradient accumulation)")
@@ -99,13 +100,21 @@ class Task:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def flow_matching_loss(dit, x0, ctx, generator, time_sampling="logit_normal", time_shift=1.0, sem=None):
+def flow_matching_loss(dit, x0, ctx, generator, time_sampling="logit_normal", time_shift=1.0, sem=None, window=None):
     """Rectified-flow loss of `dit` on clean x0 [B, C, T, H, W] (flow.py convention); randomness from `generator`."""
     t = flow.sample_time(x0.shape[0], time_sampling, time_shift, generator=generator, device=generator.device)
     t = t.to(x0.device)  # [B]
     eps = flow.randn(x0.shape, generator, x0.device, x0.dtype)
-    v = dit(flow.interpolate(x0, eps, t), t, ctx, sem=sem)
+    v = dit(flow.interpolate(x0, eps, t), t, ctx, sem=sem, window=window)
     return flow.flow_loss(v, x0, eps)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of cfg.lr at optimizer step `step`: linear warmup, constant, optional linear decay to the end."""
+    factor = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.decay_steps > 0:
+        factor *= min(1.0, max(0.0, (cfg.max_steps - step) / cfg.decay_steps))
+    return factor
 
 
 def check_fits(cfg, channels: int, text_dim: int, what: str) -> None:
@@ -182,7 +191,7 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], cfg.lr, weight_decay=cfg.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     model, optimizer = accelerator.prepare(model, optimizer)
     ema = {k: local_part(p).detach().float().clone() for k, p in trainable(accelerator.unwrap_model(model)).items()}
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)  # CPU: same noise on any device
@@ -200,6 +209,10 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
     if found is not None:
         ts = load_training_state(accelerator, found, model, ema, generator)
         scheduler.load_state_dict(ts["scheduler"])
+        # the rate and its schedule come from this command line (a later phase may train with another --lr)
+        scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(scheduler.last_epoch, cfg)
         ts["batch"] -= ts["batch"] % accelerator.num_processes  # a new world size replays < world batches
         ts["resumed_from"].append(ts["step"])
         accelerator.step = ts["step"] * cfg.grad_accum  # aligns accelerate's accumulation counter
@@ -235,7 +248,7 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
                     optimizer.zero_grad(set_to_none=True)
                 for k, v in {"loss": loss, **logs}.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
-            lr = scheduler.get_last_lr()[0]  # the rate this step used
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             if not optimizer.step_was_skipped:
                 scheduler.step()
             ts["step"] += 1

@@ -142,8 +142,9 @@ def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tup
     return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": len(sem_frames)}
 
 
-def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict) -> dict:
-    """SemanticSpec and VideoSpec dicts of the cache (the encoder's own spec, else read off the first clip)."""
+def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict, vae=None) -> dict:
+    """SemanticSpec and VideoSpec dicts of the cache (the encoder's own spec, else read off the first clip); the
+    VideoSpec records the VAE's latent statistics, so every model trained on the cache knows its latent space."""
     (c, t, lh, _), (d, ts, hs, _) = clip["latents"].shape, clip["sem_feats"].shape
     if hasattr(sem_encoder, "spec"):
         sem = sem_encoder.spec
@@ -153,6 +154,9 @@ def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict) -> dict:
     sem.fps = cfg.sem_fps
     t_factor = (info["num_frames"] - 1) // (t - 1) if t > 1 else 4
     video = VideoSpec(fps=cfg.vae_fps, temporal_factor=t_factor, spatial_factor=info["height"] // lh, z_dim=c)
+    vae_cfg = getattr(vae, "config", None) or {}
+    if vae_cfg.get("latents_mean") is not None:
+        video.latents_mean, video.latents_std = list(vae_cfg["latents_mean"]), list(vae_cfg["latents_std"])
     return {"semantic": sem.to_dict(), "video": video.to_dict()}
 
 
@@ -197,7 +201,7 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
             tqdm.write(f"skipped {video}: {err}")
             continue
         if "semantic" not in index:
-            index.update(specs(cfg, components[1], clip, info))
+            index.update(specs(cfg, components[1], clip, info, components[0]))
             index["text_length"] = int(getattr(components[2], "max_length", 0)) or None
         shapes = {k: list(v.shape) for k, v in clip.items()}
         pending[sid] = (clip, {"caption": caption, "video": str(video), "shapes": shapes, **info})

@@ -19,6 +19,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +29,7 @@ if __package__ in (None, ""):  # `python train/pretrain.py`: make the repository
 
 from semanticgen_core import flow  # noqa: E402
 from semanticgen_core.embedded import default_text_encoder  # noqa: E402
-from semanticgen_core.shapes_world import COLORS, MOTIONS, SHAPES, ShapesWorld  # noqa: E402
+from semanticgen_core.shapes_world import COLORS, MOTIONS, SHAPES, ShapesWorld, background_image  # noqa: E402
 from train.loop import Task, TrainConfig, train  # noqa: E402
 from train.utils import add_dataclass_args, from_args  # noqa: E402
 
@@ -47,9 +48,9 @@ ENCODER_PIXELS = dict(min_pixels=16 * 16, max_pixels=64 * 64)  # 64x64 frames ke
 class WorldClips:
     """Shapes-world clips for the loop: one shape bucket; items frames uint8 [T, H, W, 3], caption, attribute id."""
 
-    def __init__(self, n: int, seed: int, fps: float, num_frames: int, size: int = 64, text=None):
+    def __init__(self, n: int, seed: int, fps: float, num_frames: int, size: int = 64, text=None, mask=False):
         self.world = ShapesWorld(n=n, seed=seed, fps=fps, num_frames=num_frames, height=size, width=size)
-        self.text = text
+        self.text, self.mask = text, mask
 
     def __len__(self) -> int:
         return len(self.world)
@@ -63,6 +64,10 @@ class WorldClips:
         out = {"frames": torch.from_numpy(item["frames"]), "caption": item["caption"]}
         key = (list(COLORS).index(a["color"]) * len(SHAPES) + SHAPES.index(a["shape"])) * len(MOTIONS)
         out["key"] = torch.tensor(key + MOTIONS.index(a["motion"]))  # same attributes, same key
+        if self.mask:  # object pixels: where the frame differs from the scene's background [T, H, W]
+            _, h, w, _ = item["frames"].shape
+            diff = np.abs(item["frames"].astype(np.float32) - background_image(a["background"], h, w)).max(-1)
+            out["mask"] = torch.from_numpy(diff > 4.0)
         if self.text is not None:
             with torch.no_grad():
                 ctx, mask = self.text.encode([item["caption"]])
@@ -76,20 +81,33 @@ class WorldClips:
 
 
 class VAEObjective(nn.Module):
-    """Reconstruction (L1 + L2) + a small KL of the Wan VAE on clips [B, 3, F, H, W] in [-1, 1]."""
+    """Reconstruction (L1 + L2) + a small KL of the Wan VAE on clips [B, 3, F, H, W] in [-1, 1].
 
-    def __init__(self, vae, kl_weight: float = 1e-4):
+    object_weight > 0 weighs the object's pixels (batch["mask"]) 1 + object_weight times: the shape covers a few
+    percent of a frame, so a plain mean spends the capacity on backgrounds and lets the object's colour drift.
+    """
+
+    def __init__(self, vae, kl_weight: float = 1e-4, object_weight: float = 0.0):
         super().__init__()
-        self.vae, self.kl_weight = vae, kl_weight
+        self.vae, self.kl_weight, self.object_weight = vae, kl_weight, object_weight
 
     def forward(self, batch: dict, generator: torch.Generator):
         x = batch["frames"].permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # [B, 3, F, H, W]
         post = self.vae.encode(x).latent_dist
         z = post.mean + post.std * flow.randn(post.mean.shape, generator, x.device, x.dtype)
         rec = self.vae.decode(z).sample
-        l1, l2 = (rec - x).abs().mean(), (rec - x).pow(2).mean()
+        err = rec - x
+        l1, l2 = err.abs().mean(), err.pow(2).mean()
         kl = post.kl().mean() / post.mean[0].numel()  # per latent element
-        return l1 + l2 + self.kl_weight * kl, {"l1": l1.detach(), "kl": kl.detach()}
+        logs = {"l1": l1.detach(), "kl": kl.detach()}
+        if self.object_weight > 0:
+            mask = batch["mask"][:, None].to(x.dtype)  # [B, 1, F, H, W]
+            w = 1 + self.object_weight * mask
+            rec_loss = (w * (err.abs() + err.pow(2))).sum() / (w.sum() * 3)
+            logs["l1_object"] = (err.abs() * mask).sum().detach() / (mask.sum() * 3).clamp(min=1)
+        else:
+            rec_loss = l1 + l2
+        return rec_loss + self.kl_weight * kl, logs
 
 
 class ContrastiveObjective(nn.Module):
@@ -158,8 +176,8 @@ def main(args) -> dict:
     if args.part == "vae":
         from semanticgen_core.vae import WanVAE
 
-        model = VAEObjective(WanVAE.from_config(VAE_CONFIG).model, args.kl_weight)
-        data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames)
+        model = VAEObjective(WanVAE.from_config(VAE_CONFIG).model, args.kl_weight, args.object_weight)
+        data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
         task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export_vae, settings=vars(args), dataset=data)
     else:
         from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
@@ -187,6 +205,7 @@ def parse_args(argv=None):
     p.add_argument("--clips", type=int, default=20000, help="distinct world clips (rendered on the fly)")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: 5 for vae, 9 for encoder)")
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
+    p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
     add_dataclass_args(p, TrainConfig)
     args = p.parse_args(argv)
     args.frames = args.frames or (5 if args.part == "vae" else 9)

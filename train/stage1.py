@@ -46,9 +46,10 @@ class Stage1Model(nn.Module):
     """Semantic compressor + latent generator, trained jointly (paper Fig. 3b)."""
 
     def __init__(self, lat_generator, compressor, kl_weight=1e-3, plan_noise_max=0.2, time_sampling="logit_normal",
-                 time_shift=1.0):  # fmt: skip
+                 time_shift=1.0, window=0):  # fmt: skip
         super().__init__()
         self.lat_generator, self.compressor = lat_generator, compressor
+        self.window = window or None  # shifted-window attention over this many latent frames (None: full)
         self.kl_weight, self.plan_noise_max = kl_weight, plan_noise_max
         self.time_sampling, self.time_shift = time_sampling, time_shift
 
@@ -60,7 +61,14 @@ class Stage1Model(nn.Module):
         strength = torch.rand(z_sem.shape[0], generator=generator) * self.plan_noise_max  # [B]
         z_sem = add_plan_noise(z_sem, strength.to(z_sem.device), generator)
         fm = flow_matching_loss(
-            self.lat_generator, batch["latents"], batch["ctx"], generator, self.time_sampling, self.time_shift, z_sem
+            self.lat_generator,
+            batch["latents"],
+            batch["ctx"],
+            generator,
+            self.time_sampling,
+            self.time_shift,
+            z_sem,
+            self.window,
         )
         kl = plan.kl().mean()
         return fm + self.kl_weight * kl, {"flow": fm.detach(), "kl": kl.detach()}
@@ -76,7 +84,9 @@ def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage
     else:
         lat = SemanticGenDiT(get_dit_config(args.config, sem_channels=k))
     check_fits(lat.config, dims["latent"], dims["text"], f"latent generator ({args.init_wan or args.config})")
-    return Stage1Model(lat, compressor, args.kl_weight, args.plan_noise_max, cfg.time_sampling, cfg.time_shift)
+    return Stage1Model(
+        lat, compressor, args.kl_weight, args.plan_noise_max, cfg.time_sampling, cfg.time_shift, args.window
+    )
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -112,6 +122,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compressor-hidden", type=int, default=0, help="compressor MLP width (0: automatic)")
     parser.add_argument("--kl-weight", type=float, default=1e-3, help="weight of the KL(plan || N(0, I)) term")
     parser.add_argument("--plan-noise-max", type=float, default=0.2, help="plan noise strength drawn U(0, max)")
+    parser.add_argument(
+        "--window", type=int, default=0,
+        help="shifted-window attention over this many latent frames, as long videos are sampled (0: full attention;"
+        " clips no longer than the window attend fully either way)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 

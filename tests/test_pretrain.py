@@ -1,0 +1,61 @@
+"""Pretraining of the embedded model's frozen parts (train/pretrain.py) and the shared LR schedule."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from semanticgen_core.shapes_world import COLORS
+from train import pretrain
+from train.loop import TrainConfig, lr_factor
+
+
+def test_lr_schedule_warms_up_holds_and_decays_to_zero():
+    cfg = TrainConfig(warmup_steps=10, max_steps=100, decay_steps=20)
+    f = [lr_factor(s, cfg) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == 1.0 and f[50] == 1.0 and f[80] == 1.0
+    assert f[90] == pytest.approx(0.5) and f[99] == pytest.approx(0.05) and lr_factor(100, cfg) == 0.0
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # never rises after warmup
+    assert lr_factor(99, TrainConfig(warmup_steps=10, max_steps=100)) == 1.0  # no decay unless asked
+
+
+def test_object_mask_covers_exactly_the_drawn_shape():
+    clips = pretrain.WorldClips(3, seed=0, fps=8, num_frames=5, mask=True)
+    for i in range(3):
+        item = clips[i]
+        mask, frames = item["mask"].numpy(), item["frames"].numpy().astype(np.int16)
+        assert mask.shape == frames.shape[:3] and 0.002 < mask.mean() < 0.3
+        colour = np.asarray(COLORS[clips.world.scene(i)[0].color])
+        # the object's own colour fills the mask's interior; nothing outside the mask differs from the background
+        assert np.abs(frames[mask] - colour).max(-1).min() <= 2
+        assert not np.all(np.abs(frames[~mask] - colour).max(-1) <= 2)
+
+
+def test_object_weight_moves_the_loss_towards_the_object_error():
+    from semanticgen_core.vae import WanVAE
+
+    torch.manual_seed(0)
+    vae = WanVAE.from_config(pretrain.VAE_CONFIG).model
+    clips = pretrain.WorldClips(2, seed=0, fps=8, num_frames=5, mask=True)
+    batch = {k: torch.stack([clips[i][k] for i in range(2)]) for k in ("frames", "mask")}
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain, logs_plain = pretrain.VAEObjective(vae, object_weight=0.0)(batch, g())
+    weighted, logs = pretrain.VAEObjective(vae, object_weight=10.0)(batch, g())
+    only_object, _ = pretrain.VAEObjective(vae, object_weight=1e6)(batch, g())
+    assert "l1_object" in logs and "l1_object" not in logs_plain and logs["l1"] == logs_plain["l1"]
+    # the weighted loss moves from the frame's mean error towards the object's, and only the mask can move it
+    assert min(plain, only_object) < weighted < max(plain, only_object)
+    assert abs(only_object - plain) > 0.05
+
+
+def test_vae_pretraining_runs_and_a_resumed_phase_takes_its_own_lr(tmp_path):
+    common = ["--out", str(tmp_path), "--clips", "4", "--frames", "5", "--batch-size", "1", "--warmup-steps", "1",
+              "--log-every", "1", "--ckpt-every", "2", "--seed", "0"]  # fmt: skip
+    pretrain.main(pretrain.parse_args(["vae", "--max-steps", "2", "--lr", "1e-3", *common]))
+    pretrain.main(pretrain.parse_args(["vae", "--max-steps", "4", "--lr", "1e-4", "--decay-steps", "2",
+                                       "--object-weight", "5", "--resume", *common]))  # fmt: skip
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in log}
+    assert lrs[1] == pytest.approx(1e-3) and lrs[3] == pytest.approx(1e-4) and lrs[4] == pytest.approx(5e-5)
+    assert "l1_object" in log[-1] and (tmp_path / "shapes_vae.safetensors").is_file()
