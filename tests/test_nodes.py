@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyTextEncoder, randomize
+from conftest import TINY_VAE, TinyTextEncoder, randomize
 
 from semanticgen_core import DIT_CONFIGS, SemanticCompressor, SemanticGenDiT
 from semanticgen_core.config import DiTConfig, SemanticSpec, VideoSpec
@@ -24,7 +24,6 @@ from semanticgen_core.video_io import resample_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = "semanticgen_pack"
-TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True])
 VISION = dict(
     depth=1,
     hidden_size=32,

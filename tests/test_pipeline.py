@@ -1,30 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TinyTextEncoder, randomize
+from conftest import TINY_VAE, PatchMeanEncoder, TinyTextEncoder, randomize
 
 from semanticgen_core import DIT_CONFIGS, PipelineConfig, SamplerConfig, SemanticCompressor, SemanticGenDiT
 from semanticgen_core.checkpoint import CheckpointError
 from semanticgen_core.config import SemanticSpec, VideoSpec
 
 vae_mod = pytest.importorskip("semanticgen_core.vae")
-
-TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True])
-
-
-class PatchMeanEncoder:
-    """Test double of a semantic encoder: fixed random projection of 16x16 patch means over frame pairs."""
-
-    kind, dim = "test", 16
-
-    def __init__(self):
-        self.proj = torch.randn(3, self.dim, generator=torch.Generator().manual_seed(7))
-
-    def encode(self, frames):
-        x = torch.as_tensor(np.asarray(frames)).float().div(255)  # [T, H, W, 3]
-        t, h, w, _ = x.shape
-        x = x[: t // 2 * 2].reshape(t // 2, 2, h // 16, 16, w // 16, 16, 3).mean(dim=(1, 3, 5))  # [T/2, H/16, W/16, 3]
-        return (x @ self.proj).permute(3, 0, 1, 2)[None]  # [1, d, T_s, H_s, W_s]
 
 
 def make_pipeline(encoder_dim=16):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyTextEncoder
+from conftest import TINY_VAE, TinyTextEncoder
 from safetensors.torch import load_file
 from test_train_data import build_cache
 
@@ -29,7 +29,6 @@ from train.loop import drop_captions
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True])
 FAST = ["--batch-size", "2", "--warmup-steps", "2", "--log-every", "1", "--ckpt-every", "2"]
 
 

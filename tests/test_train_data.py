@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyTextEncoder
+from conftest import TINY_VAE, PatchMeanEncoder, TinyTextEncoder
 
 from semanticgen_core.video_io import write_video
 from train.data import BucketBatchSampler, CachedLatentDataset, collate, discover_pairs
@@ -22,22 +22,6 @@ class PoolVAE:
     def encode(self, video):
         x = torch.nn.functional.avg_pool3d(video[:, :, ::4], (1, 8, 8))  # [B, 3, T, H/8, W/8]
         return torch.einsum("oc,bcthw->bothw", self.proj, x)
-
-
-class PatchMeanEncoder:
-    """Test double of a semantic encoder: frame pairs, 16x16 patch means, fixed projection 3 -> 16."""
-
-    kind, dim = "test", 16
-
-    def __init__(self):
-        self.proj = torch.randn(3, self.dim, generator=torch.Generator().manual_seed(7))
-
-    def encode(self, frames):
-        x = torch.as_tensor(np.asarray(frames)).float().div(255)  # [T, H, W, 3]
-        x = torch.cat([x, x[-1:]]) if len(x) % 2 else x
-        t, h, w, _ = x.shape
-        x = x.reshape(t // 2, 2, h // 16, 16, w // 16, 16, 3).mean(dim=(1, 3, 5))  # [T/2, H/16, W/16, 3]
-        return (x @ self.proj).permute(3, 0, 1, 2)[None]  # [1, d, T_s, H_s, W_s]
 
 
 def tiny_components():
@@ -139,11 +123,8 @@ def test_prepare_cli_with_real_tiny_components_then_train(tmp_path):
     from train import stage1
 
     torch.manual_seed(0)
-    tiny_vae = dict(
-        base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True]
-    )
     stats = dict(latents_mean=[0.1 * i for i in range(16)], latents_std=[1.0 + 0.1 * i for i in range(16)])
-    WanVAE.from_config({**tiny_vae, **stats}).eval().save(tmp_path / "vae.safetensors")
+    WanVAE.from_config({**TINY_VAE, **stats}).eval().save(tmp_path / "vae.safetensors")
     words = ["<pad>", "</s>", "<unk>", "a", "square", "number", "moves", "right", *"0123456789"]
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
