@@ -69,7 +69,7 @@ class _Cached:
 @functools.lru_cache(maxsize=1)  # one MiniLM shared by the positive and negative prompt nodes
 def text_encoder(max_length: int):
     """The embedded model's text encoder (all-MiniLM-L6-v2, CPU: it is small)."""
-    from ..semanticgen_core.embedded import default_text_encoder
+    from ..semanticgen_core.lab.embedded import default_text_encoder
 
     return default_text_encoder(max_length)
 
@@ -77,7 +77,8 @@ def text_encoder(max_length: int):
 def load_model(stage1: str, stage2: str, dtype: torch.dtype) -> SemanticGenModel:
     """A SemanticGenModel from dropdown names (the embedded model or files in models/semanticgen/)."""
     from ..semanticgen_core.config import SamplerConfig
-    from ..semanticgen_core.embedded import build_pipeline, embedded_path, manifest
+    from ..semanticgen_core.lab.embedded import embedded_path, manifest
+    from ..semanticgen_core.models import build_pipeline
     from ..semanticgen_core.vae import latent_space_stats
 
     def path(name, part):
@@ -140,7 +141,7 @@ class LoadSemanticEncoder(_Cached):
         }
 
     def load(self, kind, weights, dtype):
-        from ..semanticgen_core.embedded import embedded_path
+        from ..semanticgen_core.lab.embedded import embedded_path
         from ..semanticgen_core.encoders import load_semantic_encoder
 
         if weights == EMBEDDED_ENCODER and kind != "qwen2_5_vl":
@@ -168,7 +169,7 @@ class SemanticGenVAELoader(_Cached):
         return {"required": {"vae_name": ([EMBEDDED_VAE, *cc.model_files("vae")], TIPS["vae_name"]), "dtype": DTYPE}}
 
     def load(self, vae_name, dtype):
-        from ..semanticgen_core.embedded import embedded_path
+        from ..semanticgen_core.lab.embedded import embedded_path
         from ..semanticgen_core.vae import load_vae
 
         path = embedded_path("vae") if vae_name == EMBEDDED_VAE else cc.model_path(vae_name, "vae")
@@ -192,7 +193,7 @@ class SemanticGenTextEncode:
         return {"required": {"text": ("STRING", {"multiline": True, "dynamicPrompts": True, **TIPS["text"]})}}
 
     def encode(self, text):
-        from ..semanticgen_core.embedded import manifest
+        from ..semanticgen_core.lab.embedded import manifest
 
         with torch.no_grad():
             ctx, mask = text_encoder(manifest()["text_max_length"]).encode([text])

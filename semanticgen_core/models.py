@@ -16,8 +16,9 @@ import torch
 
 from .checkpoint import CheckpointError, check_plan_compatible, load_checkpoint, save_checkpoint, split_prefix
 from .compressor import SemanticCompressor
-from .config import DiTConfig, SemanticSpec, VideoSpec
+from .config import DiTConfig, PipelineConfig, SamplerConfig, SemanticSpec, VideoSpec
 from .dit import SemanticGenDiT
+from .pipeline import SemanticGenPipeline
 
 
 class Stage1Export(NamedTuple):
@@ -112,3 +113,30 @@ def load_stage2(path, stage1: Stage1Export | str | Path | None = None, device="c
             f"stage 2 ({path}) vs stage 1 ({s1.path}): ",
         )  # fmt: skip
     return Stage2Export(gen.eval().to(device), semantic, Path(path))
+
+
+def build_pipeline(
+    stage1: str | Path,
+    stage2: str | Path | None,
+    vae,
+    text_encoder,
+    semantic_encoder=None,
+    sampler: SamplerConfig | None = None,
+    plan_noise: float = 0.1,
+    device="cpu",
+    dtype=torch.float32,
+) -> SemanticGenPipeline:
+    """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together)."""
+    s1 = load_stage1(stage1, device)
+    s2 = load_stage2(stage2, s1, device) if stage2 is not None else None
+    if semantic_encoder is not None and semantic_encoder.kind != s1.semantic.kind:
+        raise ValueError(
+            f"semantic encoder is {semantic_encoder.kind}, but {stage1} was trained on {s1.semantic.kind} plans"
+        )
+    sampler = sampler or SamplerConfig()
+    config = PipelineConfig(
+        video=s1.video, semantic=s1.semantic, sem_sampler=sampler, lat_sampler=sampler, plan_noise=plan_noise
+    )
+    sem_gen = s2.sem_generator.to(dtype) if s2 is not None else None
+    return SemanticGenPipeline(sem_gen, s1.lat_generator.to(dtype), s1.compressor.to(dtype), vae, text_encoder,
+                               semantic_encoder, config)  # fmt: skip

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from semanticgen_core.cli import main
-from semanticgen_core.embedded import PARTS, WEIGHTS_DIR, embedded_path, manifest
+from semanticgen_core.lab.embedded import PARTS, WEIGHTS_DIR, embedded_path, manifest
 from semanticgen_core.video_io import read_video
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from semanticgen_core.shapes_world import COLORS
+from semanticgen_core.lab.world import COLORS
 from train import pretrain
 from train.loop import TrainConfig, lr_factor
 

@@ -6,7 +6,7 @@
 Steps (each skipped when its output exists, so an interrupted build resumes; `--force` redoes all):
   1. train/pretrain.py vae       Wan-architecture VAE on world clips (64x64, 8 fps)
   2. train/pretrain.py encoder   Qwen2.5-VL-architecture tower, video-text contrastive (4 fps)
-  3. shapes_world.write_dataset  N captioned mp4 clips (train split: held-out combinations never appear)
+  3. lab.world.write_dataset   N captioned mp4 clips (train split: held-out combinations never appear)
   4. train/prepare.py            cache: VAE latents, semantic features, MiniLM text features
   5. train/stage1.py             compressor + latent generator (full attention, then shifted windows)
   6. train/stage2.py             semantic generator
@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # `python train/embedded.py`: make the repository
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semanticgen_core.config import DiTConfig  # noqa: E402
-from semanticgen_core.embedded import PARTS, WEIGHTS_DIR  # noqa: E402
+from semanticgen_core.lab.embedded import PARTS, WEIGHTS_DIR  # noqa: E402
 from train import prepare, pretrain, stage1, stage2  # noqa: E402
 
 # sized so that each stage trains in CPU-minutes on 2 cores (about 0.25 s per step of 16 clips)
@@ -86,7 +86,7 @@ def main(args) -> dict:
         args.force, times)  # fmt: skip
 
     videos = work / "videos"
-    from semanticgen_core.shapes_world import write_dataset
+    from semanticgen_core.lab.world import write_dataset
 
     def write_videos():  # 2 s clips, and 8 s ones (another seed) so that the generators see longer plans too
         write_dataset(videos, args.clips, seed=args.seed, split="train", fps=8, num_frames=17)
@@ -135,7 +135,7 @@ def main(args) -> dict:
     probe = work / "shapes_probe.safetensors"
 
     def train_probe():
-        from semanticgen_core.metrics import train_probe as fit
+        from semanticgen_core.lab.metrics import train_probe as fit
 
         fit(steps=args.probe_steps, seed=args.seed).save(probe)
 

@@ -28,8 +28,8 @@ if __package__ in (None, ""):  # `python train/pretrain.py`: make the repository
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semanticgen_core import flow  # noqa: E402
-from semanticgen_core.embedded import default_text_encoder  # noqa: E402
-from semanticgen_core.shapes_world import COLORS, MOTIONS, SHAPES, ShapesWorld, background_image  # noqa: E402
+from semanticgen_core.lab.embedded import default_text_encoder  # noqa: E402
+from semanticgen_core.lab.world import COLORS, MOTIONS, SHAPES, ShapesWorld, background_image  # noqa: E402
 from train.loop import Task, TrainConfig, train  # noqa: E402
 from train.utils import add_dataclass_args, from_args  # noqa: E402
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from semanticgen_core.metrics import measure_scene
-from semanticgen_core.shapes_world import (
+from semanticgen_core.lab.metrics import measure_scene
+from semanticgen_core.lab.world import (
     BACKGROUNDS,
     COLOR_WORDS,
     COLORS,

@@ -433,7 +433,7 @@ def write_dataset(
     folder, n: int, seed: int = 0, split: str = "train", crf: int = 18, prefix: str = "", **kwargs
 ) -> list[Path]:
     """Write n clips as {prefix}NNNNNN.mp4 + .txt (caption) pairs into `folder`; kwargs go to ShapesWorld."""
-    from .video_io import write_video
+    from ..video_io import write_video
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

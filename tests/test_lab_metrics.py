@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from semanticgen_core.metrics import (
+from semanticgen_core.lab.metrics import (
     AttributeProbe,
     drift,
     motion_agreement,
@@ -17,7 +17,7 @@ from semanticgen_core.metrics import (
     text_adherence,
     train_probe,
 )
-from semanticgen_core.shapes_world import Scene, render, render_long, sample_long
+from semanticgen_core.lab.world import Scene, render, render_long, sample_long
 
 
 class FakeProbe:
