@@ -141,8 +141,8 @@ class LoadSemanticEncoder(_Cached):
         }
 
     def load(self, kind, weights, dtype):
-        from ..semanticgen_core.lab.embedded import embedded_path
         from ..semanticgen_core.encoders import load_semantic_encoder
+        from ..semanticgen_core.lab.embedded import embedded_path
 
         if weights == EMBEDDED_ENCODER and kind != "qwen2_5_vl":
             raise ValueError(f"the embedded shapes encoder is a qwen2_5_vl encoder, but kind {kind!r} was selected")

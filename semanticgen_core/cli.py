@@ -44,9 +44,9 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
 
 def load_pipeline(args):
     """The embedded pipeline, or one assembled from the weight flags."""
+    from .encoders import load_semantic_encoder
     from .lab.embedded import load_embedded_pipeline, manifest
     from .models import build_pipeline
-    from .encoders import load_semantic_encoder
     from .text import load_text_encoder
     from .vae import load_vae
 
