@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from semanticgen_core import metrics  # noqa: E402
+from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
 from semanticgen_core.lab.world import COLORS, SHAPES, ShapesWorld, parse_caption, render, sample_scene  # noqa: E402
 from semanticgen_core.pipeline import video_to_uint8  # noqa: E402
