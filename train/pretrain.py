@@ -15,6 +15,7 @@ Clips are rendered on the fly from the shapes world (deterministic per index), s
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -29,20 +30,24 @@ if __package__ in (None, ""):  # `python train/pretrain.py`: make the repository
 
 from semanticgen_core import flow  # noqa: E402
 from semanticgen_core.lab.embedded import default_text_encoder  # noqa: E402
-from semanticgen_core.lab.world import COLORS, MOTIONS, SHAPES, ShapesWorld, background_image  # noqa: E402
+from semanticgen_core.lab.world import COLORS, MOTIONS, SHAPES, Scene, ShapesWorld, background_image  # noqa: E402
 from train.loop import Task, TrainConfig, train  # noqa: E402
 from train.utils import add_dataclass_args, from_args  # noqa: E402
 
-# Embedded-model geometry: 64x64 clips, the VAE at 8 fps, the semantic encoder at 4 fps.
+# Embedded-model geometry (paper Sec. 4: the plan is about 1/16 of the VAE tokens): 64x64 clips; the VAE at 8 fps,
+# 8x spatial and 4x temporal, so stage B has 4x4 tokens per latent frame (patch 1x2x2) at 2 latent frames/s; the
+# semantic encoder at 4 fps with temporal patch 2 and one 64-px token per frame (patch 16, 4x4 merge), so the plan has
+# 1 token per latent frame: 1/16 of stage B's tokens at every length.
 VAE_CONFIG = dict(
     base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
     attn_scales=[],
 )  # fmt: skip
 ENCODER_CONFIG = dict(
-    depth=2, hidden_size=64, num_heads=4, intermediate_size=128, patch_size=8, spatial_merge_size=2,
-    temporal_patch_size=2, out_hidden_size=64, window_size=32, fullatt_block_indexes=[1], in_channels=3,
+    depth=3, hidden_size=96, num_heads=4, intermediate_size=192, patch_size=16, spatial_merge_size=4,
+    temporal_patch_size=2, out_hidden_size=64, window_size=64, fullatt_block_indexes=[0, 1, 2], in_channels=3,
 )  # fmt: skip
-ENCODER_PIXELS = dict(min_pixels=16 * 16, max_pixels=64 * 64)  # 64x64 frames keep their size: 4x4 tokens
+ENCODER_FPS = 4.0
+ENCODER_PIXELS = dict(min_pixels=64 * 64, max_pixels=64 * 64)  # 64x64 frames keep their size: one token per frame
 
 
 class WorldClips:
@@ -50,7 +55,7 @@ class WorldClips:
 
     def __init__(self, n: int, seed: int, fps: float, num_frames: int, size: int = 64, text=None, mask=False):
         self.world = ShapesWorld(n=n, seed=seed, fps=fps, num_frames=num_frames, height=size, width=size)
-        self.text, self.mask = text, mask
+        self.text, self.mask, self.fps = text, mask, fps
 
     def __len__(self) -> int:
         return len(self.world)
@@ -64,6 +69,8 @@ class WorldClips:
         out = {"frames": torch.from_numpy(item["frames"]), "caption": item["caption"]}
         key = (list(COLORS).index(a["color"]) * len(SHAPES) + SHAPES.index(a["shape"])) * len(MOTIONS)
         out["key"] = torch.tensor(key + MOTIONS.index(a["motion"]))  # same attributes, same key
+        t = np.arange(len(item["frames"])) / self.fps
+        out["position"] = torch.tensor(np.stack(Scene(**item["scene"]).position(t), -1), dtype=torch.float32)  # [T, 2]
         if self.mask:  # object pixels: where the frame differs from the scene's background [T, H, W]
             _, h, w, _ = item["frames"].shape
             diff = np.abs(item["frames"].astype(np.float32) - background_image(a["background"], h, w)).max(-1)
@@ -112,15 +119,19 @@ class VAEObjective(nn.Module):
 
 class ContrastiveObjective(nn.Module):
     """Video-text InfoNCE between pooled tower features and frozen sentence embeddings (multi-positive: clips with
-    the same attributes are positives of each other)."""
+    the same attributes are positives of each other), plus grounding: each semantic token regresses where the object
+    is during its frames (position_weight > 0). Captions never say where things are, yet a plan must (reference
+    transfer keeps the layout; stage B places the object from it), as Qwen2.5-VL's grounding pretraining gives the
+    real tower."""
 
-    def __init__(self, encoder, text_dim: int = 384, embed_dim: int = 128):
+    def __init__(self, encoder, text_dim: int = 384, embed_dim: int = 128, position_weight: float = 0.0):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.position_weight = encoder, position_weight
         self.video_head = nn.Sequential(
             nn.Linear(2 * encoder.dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim)
         )
         self.text_head = nn.Linear(text_dim, embed_dim)
+        self.position_head = nn.Linear(encoder.dim, 2)  # linear: the position must be linearly readable
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def forward(self, batch: dict, generator: torch.Generator):
@@ -133,7 +144,17 @@ class ContrastiveObjective(nn.Module):
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         acc = (logits.argmax(1) == torch.arange(len(v), device=v.device)).float().mean()
-        return loss, {"top1": acc.detach()}
+        logs = {"top1": acc.detach()}
+        if self.position_weight > 0:
+            pos = batch["position"]  # [B, T, 2] at the encoder's frames
+            tp, t_s = self.encoder.temporal_patch, feats.shape[2]
+            pos = torch.cat([pos, pos[:, -1:].expand(-1, t_s * tp - pos.shape[1], -1)], 1)  # padded like the frames
+            target_pos = pos.reshape(pos.shape[0], t_s, tp, 2).mean(2)  # [B, T_s, 2]: centre over each token's frames
+            pred = self.position_head(feats.mean(dim=(3, 4)).transpose(1, 2))  # [B, T_s, 2]
+            err = F.mse_loss(pred, target_pos)
+            loss = loss + self.position_weight * err
+            logs["pos_rmse"] = err.detach().sqrt()
+        return loss, logs
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -141,19 +162,18 @@ class ContrastiveObjective(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def export_vae(state: dict, path: Path, step: int, stats_clips: int = 64) -> None:
+def export_vae(state: dict, path: Path, step: int, stats_clips: int = 64, base_dim: int = 8) -> None:
     """Save the EMA VAE with Wan-style per-channel latent statistics measured on world clips."""
     from semanticgen_core.vae import WanVAE
 
-    vae = WanVAE.from_config(VAE_CONFIG)
+    config = dict(VAE_CONFIG, base_dim=base_dim)
+    vae = WanVAE.from_config(config)
     vae.model.load_state_dict({k[len("vae.") :]: v for k, v in state.items() if k.startswith("vae.")})
     clips = WorldClips(stats_clips, seed=12345, fps=8, num_frames=17)
     video = torch.stack([clips[i]["frames"] for i in range(stats_clips)]).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     with torch.no_grad():
         raw = torch.cat([vae.model.encode(v[None]).latent_dist.mean for v in video])  # [N, C, T, H, W]
-    cfg = dict(
-        VAE_CONFIG, latents_mean=raw.mean(dim=(0, 2, 3, 4)).tolist(), latents_std=raw.std(dim=(0, 2, 3, 4)).tolist()
-    )
+    cfg = dict(config, latents_mean=raw.mean(dim=(0, 2, 3, 4)).tolist(), latents_std=raw.std(dim=(0, 2, 3, 4)).tolist())
     out = WanVAE.from_config(cfg)
     out.model.load_state_dict(vae.model.state_dict())
     out.save(path, dtype="fp16")
@@ -163,7 +183,7 @@ def export_encoder(state: dict, path: Path, step: int) -> None:
     """Save the EMA vision tower in our format (role semantic_encoder, kind qwen2_5_vl)."""
     from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
 
-    enc = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=4.0, **ENCODER_PIXELS)
+    enc = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
     enc.model.load_state_dict(
         {k[len("encoder.model.") :]: v for k, v in state.items() if k.startswith("encoder.model.")}
     )
@@ -176,15 +196,17 @@ def main(args) -> dict:
     if args.part == "vae":
         from semanticgen_core.vae import WanVAE
 
-        model = VAEObjective(WanVAE.from_config(VAE_CONFIG).model, args.kl_weight, args.object_weight)
+        config = dict(VAE_CONFIG, base_dim=args.base_dim)
+        model = VAEObjective(WanVAE.from_config(config).model, args.kl_weight, args.object_weight)
         data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
-        task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export_vae, settings=vars(args), dataset=data)
+        export = functools.partial(export_vae, base_dim=args.base_dim)
+        task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export, settings=vars(args), dataset=data)
     else:
         from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
 
-        encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=4.0, **ENCODER_PIXELS)
-        model = ContrastiveObjective(encoder)
-        data = WorldClips(args.clips, cfg.seed, fps=4, num_frames=args.frames, text=default_text_encoder(24))
+        encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
+        model = ContrastiveObjective(encoder, position_weight=args.position_weight)
+        data = WorldClips(args.clips, cfg.seed, fps=ENCODER_FPS, num_frames=args.frames, text=default_text_encoder(24))
         task = Task(
             "pretrain_encoder",
             model,
@@ -206,6 +228,10 @@ def parse_args(argv=None):
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: 5 for vae, 9 for encoder)")
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
     p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
+    p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
+    p.add_argument(
+        "--position-weight", type=float, default=0.0, help="encoder: weight of the per-token object-position loss"
+    )
     add_dataclass_args(p, TrainConfig)
     args = p.parse_args(argv)
     args.frames = args.frames or (5 if args.part == "vae" else 9)
