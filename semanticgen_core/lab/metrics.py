@@ -144,8 +144,8 @@ class AttributeProbe(nn.Module):
             out.append(x)
         return torch.stack(out)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """float clips [B, F, 3, S, S] in [0, 1] -> logits per attribute."""
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """float clips [B, F, 3, S, S] in [0, 1] -> pooled features per head: color [B, 2w], shape / motion [B, 8w]."""
         b, f, _, s, _ = x.shape
         dev = x - x.median(dim=-1, keepdim=True).values
         m = dev.square().sum(dim=2).sqrt()
@@ -159,12 +159,21 @@ class AttributeProbe(nn.Module):
         pix = self.pixel(pix * 2 - 0.5)
         weight = F.avg_pool2d(m[:, ends].flatten(0, 1).unsqueeze(1), 2).square()
         col = (pix * weight).sum(dim=(2, 3)) / weight.sum(dim=(2, 3)).clamp_min(1e-6)
-        col = col.view(b, 2, -1).mean(1)
-        return {
-            "color": self.heads["color"](col),
-            "shape": self.heads["shape"](shape),
-            "motion": self.heads["motion"](motion),
-        }
+        return {"color": col.view(b, 2, -1).mean(1), "shape": shape, "motion": motion}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """float clips [B, F, 3, S, S] in [0, 1] -> logits per attribute."""
+        return {k: self.heads[k](v) for k, v in self.features(x).items()}
+
+    @torch.no_grad()
+    def embed(self, videos, batch_size: int = 64) -> np.ndarray:
+        """uint8 videos -> [N, 18w] probe features (all heads' inputs), for Frechet distances between clip sets."""
+        self.eval()
+        out = []
+        for i in range(0, len(videos), batch_size):
+            f = self.features(self.prepare(list(videos[i : i + batch_size])).to(self.heads["color"].weight.device))
+            out.append(torch.cat([f["color"], f["shape"], f["motion"]], 1).double().cpu().numpy())
+        return np.concatenate(out)
 
     @torch.no_grad()
     def predict(self, frames) -> dict[str, str]:
@@ -333,3 +342,60 @@ def motion_agreement_rate(probe: AttributeProbe, refs, gens) -> float:
         raise ValueError(f"need equal, non-zero numbers of references and generations, got {len(refs)}, {len(gens)}")
     preds = probe.predict_batch(list(refs) + list(gens))
     return float(np.mean([a["motion"] == b["motion"] for a, b in zip(preds[: len(refs)], preds[len(refs) :])]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distribution-level and pixel-level scores
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate hits / n (stays inside [0, 1], sensible at 0 % and 100 %)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to feature sets a [N, D] and b [M, D] (FID's formula).
+
+    tr(sqrt(S_a S_b)) is computed as the sum of sqrt(eigenvalues) of sqrt(S_a) S_b sqrt(S_a) (symmetric, no scipy).
+    """
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root_a @ s_b @ root_a)
+    return float(
+        ((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.sqrt(np.clip(cross, 0, None)).sum()
+    )
+
+
+def edge_sharpness(frames, top: float = 0.01) -> float:
+    """Mean of the strongest `top` fraction of luma gradient magnitudes per frame (levels per pixel), averaged.
+
+    A crisp anti-aliased edge changes by the full contrast within one or two pixels; a soft blob spreads it out, so
+    its strongest gradients are weaker. Compare against real renders of the same kind of scene.
+    """
+    x = np.asarray(frames, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # [T, H, W]
+    gx, gy = np.zeros_like(x), np.zeros_like(x)
+    gx[:, :, 1:-1], gy[:, 1:-1] = (x[:, :, 2:] - x[:, :, :-2]) / 2, (x[:, 2:] - x[:, :-2]) / 2
+    mag = np.sqrt(gx * gx + gy * gy).reshape(len(x), -1)
+    k = max(1, round(mag.shape[1] * top))
+    return float(np.sort(mag, axis=1)[:, -k:].mean())
+
+
+def psnr(a, b) -> float:
+    """Peak signal-to-noise ratio (dB) between two uint8 arrays of one shape."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def colour_trace(frames, rgb, radius: float = 60.0, min_pixels: int = 3) -> float:
+    """Fraction of frames with at least `min_pixels` pixels within RGB distance `radius` of colour `rgb`."""
+    x = np.asarray(frames, np.float32)
+    near = np.linalg.norm(x - np.asarray(rgb, np.float32), axis=-1) < radius  # [T, H, W]
+    return float(np.mean(near.reshape(len(x), -1).sum(1) >= min_pixels))

@@ -430,7 +430,13 @@ class ShapesWorld:
 
 
 def write_dataset(
-    folder, n: int, seed: int = 0, split: str = "train", crf: int = 18, prefix: str = "", lossless: bool = False,
+    folder,
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    crf: int = 18,
+    prefix: str = "",
+    lossless: bool = False,
     **kwargs,
 ) -> list[Path]:
     """Write n clips as {prefix}NNNNNN.mp4 + .txt (caption) pairs into `folder`; kwargs go to ShapesWorld.
