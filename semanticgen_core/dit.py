@@ -80,6 +80,41 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2).type_as(x)
 
 
+def token_segments(
+    segments: torch.Tensor, grid: tuple[int, int, int], sem_grid: tuple[int, int, int] | None
+) -> torch.Tensor:
+    """Text segment of every token [B, L (+ L_sem)] (raster order) from the segment of each latent token frame
+    segments [B, T]. A semantic frame takes the segment of the latent frame at the centre of the span it describes,
+    the frame `attention.interleaved_layout` puts it next to."""
+    t, h, w = grid
+    out = segments.repeat_interleave(h * w, dim=1)
+    if sem_grid is None:
+        return out
+    ts, hs, ws = sem_grid
+    frame = torch.tensor([min(t - 1, int((j + 0.5) * t / ts)) for j in range(ts)], device=segments.device)
+    return torch.cat([out, segments[:, frame].repeat_interleave(hs * ws, dim=1)], dim=1)
+
+
+def segment_groups(tok_seg: torch.Tensor) -> list[tuple]:
+    """Cross-attention calls for per-token segments tok_seg [B, L]: [(rows, g, where), ...].
+
+    Rows with the same schedule share calls; `where` indexes q [B, L, ...] by (rows, tokens): a slice when a
+    segment's tokens are one contiguous run (tokens are laid out by time), else an index tensor. Cost stays linear
+    in L: each token is in exactly one call.
+    """
+    patterns, inverse = torch.unique(tok_seg, dim=0, return_inverse=True)
+    groups = []
+    for p, pattern in enumerate(patterns):
+        rows = slice(None) if len(patterns) == 1 else (inverse == p).nonzero().squeeze(1)
+        for g in pattern.unique().tolist():
+            idx = (pattern == g).nonzero().squeeze(1)
+            if int(idx[-1] - idx[0]) + 1 == len(idx):
+                idx = slice(int(idx[0]), int(idx[-1]) + 1)
+            where = (rows[:, None], idx) if torch.is_tensor(rows) and torch.is_tensor(idx) else (rows, idx)
+            groups.append((rows, g, where))
+    return groups
+
+
 class FP32LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 (Wan keeps norms in full precision)."""
 
@@ -116,7 +151,7 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Text cross-attention with RMS q/k norm (no RoPE)."""
+    """Text cross-attention with RMS q/k norm (no RoPE); with a prompt schedule, each token reads its segment's text."""
 
     def __init__(self, dim: int, num_heads: int, eps: float):
         super().__init__()
@@ -125,12 +160,19 @@ class CrossAttention(nn.Module):
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, L, D]; ctx: [B, S, D] (already embedded); ctx_bias: [B, 1, 1, S] logit bias -> [B, L, D]."""
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_bias: torch.Tensor | None = None, groups=None):
+        """x: [B, L, D]; ctx: [B, S, D] (already embedded), or [B, G, S, D] with `groups` (see `segment_groups`);
+        ctx_bias: [B, 1, 1, S] (or [B, G, 1, 1, S]) logit bias -> [B, L, D]."""
         q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # [B, L, N, E]
-        k = self.norm_k(self.k(ctx)).unflatten(2, (self.num_heads, -1))  # [B, S, N, E]
-        v = self.v(ctx).unflatten(2, (self.num_heads, -1))
-        return self.o(attention(q, k, v, bias=ctx_bias).flatten(2))
+        k = self.norm_k(self.k(ctx)).unflatten(-1, (self.num_heads, -1))  # [B, (G,) S, N, E]
+        v = self.v(ctx).unflatten(-1, (self.num_heads, -1))
+        if groups is None:
+            return self.o(attention(q, k, v, bias=ctx_bias).flatten(2))
+        out = torch.empty_like(q)
+        for rows, g, where in groups:  # one call per (batch rows sharing a schedule, segment): no mask
+            bias = ctx_bias[rows, g] if ctx_bias is not None else None
+            out[where] = attention(q[where], k[rows, g], v[rows, g], bias=bias)
+        return self.o(out.flatten(2))
 
 
 class DiTBlock(nn.Module):
@@ -148,13 +190,13 @@ class DiTBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
-    def forward(self, x, e, ctx, ctx_bias, rope, spans):
-        """x: [B, L, D]; e: [B, 6, D] timestep projection; ctx: [B, S, D], ctx_bias: see CrossAttention;
-        rope, spans: see SelfAttention."""
+    def forward(self, x, e, ctx, ctx_bias, rope, spans, text_groups=None):
+        """x: [B, L, D]; e: [B, 6, D] timestep projection; ctx: [B, (G,) S, D], ctx_bias, text_groups: see
+        CrossAttention; rope, spans: see SelfAttention."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e.float()).chunk(6, dim=1)  # [B, 1, D]
         y = self.self_attn(modulate(self.norm1, x, shift1, scale1), rope, spans)
         x = torch.addcmul(x.float(), y.float(), gate1).type_as(x)
-        x = x + self.cross_attn(self.norm3(x), ctx, ctx_bias)
+        x = x + self.cross_attn(self.norm3(x), ctx, ctx_bias, text_groups)
         y = self.ffn(modulate(self.norm2, x, shift2, scale2))
         return torch.addcmul(x.float(), y.float(), gate2).type_as(x)
 
@@ -203,7 +245,7 @@ class SemanticGenDiT(nn.Module):
             nn.init.zeros_(self.sem_embedding.weight)
             nn.init.zeros_(self.sem_embedding.bias)
 
-    def _check_inputs(self, x, t, context, sem):
+    def _check_inputs(self, x, t, context, sem, segments):
         cfg = self.config
         if x.ndim != 5 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"x must be [B, {cfg.in_channels}, T, H, W], got {tuple(x.shape)}")
@@ -214,8 +256,20 @@ class SemanticGenDiT(nn.Module):
             )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must be [B]={x.shape[0]} timesteps in [0, 1], got shape {tuple(t.shape)}")
-        if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != cfg.text_dim:
-            raise ValueError(f"context must be [B={x.shape[0]}, S, {cfg.text_dim}], got {tuple(context.shape)}")
+        if context.ndim not in (3, 4) or context.shape[0] != x.shape[0] or context.shape[-1] != cfg.text_dim:
+            raise ValueError(
+                f"context must be [B={x.shape[0]}, S, {cfg.text_dim}] (or [B, G, S, {cfg.text_dim}] for G prompt "
+                f"segments), got {tuple(context.shape)}"
+            )
+        if context.ndim == 4 and context.shape[1] > 1:
+            nt, g = x.shape[2], context.shape[1]
+            if segments is None or segments.shape not in ((nt,), (x.shape[0], nt)):
+                got = None if segments is None else tuple(segments.shape)
+                raise ValueError(f"a context of {g} segments needs segments [T={nt}] or [B, T]: the segment of each "
+                                 f"latent frame; got {got}")  # fmt: skip
+            if int(segments.min()) < 0 or int(segments.max()) >= g:
+                raise ValueError(f"segments must index the {g} context segments, got values in "
+                                 f"[{int(segments.min())}, {int(segments.max())}]")  # fmt: skip
         if sem is not None:
             if self.sem_embedding is None:
                 raise ValueError("semantic tokens given, but this DiT has no semantic input (config sem_channels=0)")
@@ -232,14 +286,19 @@ class SemanticGenDiT(nn.Module):
         context: torch.Tensor,
         sem: torch.Tensor | None = None,
         window: int | None = None,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity.
 
-        x: [B, C, T, H, W] noisy sample; t: [B] times in [0, 1] (1 = noise); context: [B, S, text_dim] text features;
-        sem: [B, C_sem, T_s, H_s, W_s] in-context semantic plan or None; window: attention window in latent
-        frames (shifted by half at odd layers) or None for full attention. Returns v: [B, C, T, H, W].
+        x: [B, C, T, H, W] noisy sample; t: [B] times in [0, 1] (1 = noise); context: [B, S, text_dim] text features,
+        or [B, G, S, text_dim] for a prompt schedule of G segments; sem: [B, C_sem, T_s, H_s, W_s] in-context
+        semantic plan or None; window: attention window in latent frames (shifted by half at odd layers) or None
+        for full attention; segments: int [T] or [B, T], the context segment of each frame of x (G > 1 only; a
+        semantic frame takes the segment of the latent frame at the centre of its span). Returns v: [B, C, T, H, W].
         """
-        self._check_inputs(x, t, context, sem)
+        if context.ndim == 4 and context.shape[1] == 1:
+            context = context[:, 0]  # one segment: exactly the single-prompt path
+        self._check_inputs(x, t, context, sem, segments)
         b, _, nt, nh, nw = x.shape
         pt, ph, pw = self.config.patch_size
         grid = (nt // pt, nh // ph, nw // pw)
@@ -255,8 +314,13 @@ class SemanticGenDiT(nn.Module):
         # 2. conditioning: timestep (Wan's 0..1000 scale) and text (zero padding collapsed, exactly)
         e = self.time_embedding(timestep_embedding(t * 1000, self.config.freq_dim).to(tokens.dtype))  # [B, D]
         e6 = self.time_projection(e).unflatten(1, (6, -1))  # [B, 6, D]
-        context, ctx_bias = compact_padding(context) if self.compact_text else (context, None)
-        ctx = self.text_embedding(context.to(tokens.dtype))  # [B, S', D]
+        per_segment = context.ndim == 4
+        flat = context.flatten(0, 1) if per_segment else context  # [B (* G), S, text_dim]
+        flat, ctx_bias = compact_padding(flat) if self.compact_text else (flat, None)
+        ctx = self.text_embedding(flat.to(tokens.dtype))  # [B (* G), S', D]
+        if per_segment:
+            ctx = ctx.unflatten(0, context.shape[:2])  # [B, G, S', D]
+            ctx_bias = ctx_bias.unflatten(0, context.shape[:2]) if ctx_bias is not None else None
 
         # 3. positions and windows (latent and semantic tokens of one time span interleaved)
         cos, sin = (r.to(x.device) for r in rope_table(grid, sem_grid, self.config.head_dim, self.config.rope_theta))
@@ -264,14 +328,19 @@ class SemanticGenDiT(nn.Module):
         if perm is not None:
             perm, inverse = perm.to(x.device), inverse.to(x.device)
             tokens, cos, sin = tokens.index_select(1, perm), cos.index_select(0, perm), sin.index_select(0, perm)
+        groups = None
+        if per_segment:  # each token reads the text of its own time span
+            seg = segments.to(x.device, torch.long).expand(b, -1)[:, ::pt]  # [B, T / pt]
+            tok_seg = token_segments(seg, grid, sem_grid)
+            groups = segment_groups(tok_seg.index_select(1, perm) if perm is not None else tok_seg)
 
         # 4. transformer
         for i, block in enumerate(self.blocks):
             spans = window_spans(chunk_lens, shifted=i % 2 == 1)
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, e6, ctx, ctx_bias, (cos, sin), spans, use_reentrant=False)
+                tokens = checkpoint(block, tokens, e6, ctx, ctx_bias, (cos, sin), spans, groups, use_reentrant=False)
             else:
-                tokens = block(tokens, e6, ctx, ctx_bias, (cos, sin), spans)
+                tokens = block(tokens, e6, ctx, ctx_bias, (cos, sin), spans, groups)
 
         # 5. drop the semantic tokens, predict patch velocities, unpatchify
         n_lat = math.prod(grid)

@@ -22,6 +22,7 @@ from .checkpoint import check_plan_compatible
 from .compressor import add_plan_noise
 from .config import PipelineConfig, SamplerConfig
 from .sampling import guided, sample_euler
+from .schedule import PromptSchedule, check_schedule, latent_frame_times, plan_frame_times, segment_ids
 
 
 def video_to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -89,6 +90,29 @@ class SemanticGenPipeline:
         uncond, _ = self.text_encoder.encode([negative_prompt])
         return ctx.to(self.device, self.dtype), uncond.to(self.device, self.dtype)
 
+    def encode_schedule(
+        self, schedule: PromptSchedule, negative_prompt: str = ""
+    ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """A prompt schedule [(start_seconds, prompt), ...] -> (ctx [1, G, S, D], uncond [1, S', D], starts [G])."""
+        check_schedule(schedule)
+        ctx, uncond = self.encode_text([p for _, p in schedule], negative_prompt)  # [G, S, D]
+        return ctx[None], uncond, [float(s) for s, _ in schedule]
+
+    def text_args(self, ctx: torch.Tensor, starts, times: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(context, extra DiT args) for frames at `times` [T] (s): ctx [B, S, D] as is; ctx [B, G, S, D] with the
+        G segment starts (s) -> the segment of every frame, `segments` [B, T]. One segment is a plain context."""
+        if ctx.ndim == 3:
+            if starts is not None and len(starts) > 1:
+                raise ValueError(f"{len(starts)} segment starts given, but the text context {tuple(ctx.shape)} is one")
+            return ctx, {}
+        if ctx.shape[1] == 1:
+            return ctx[:, 0], {}
+        if starts is None or len(starts) != ctx.shape[1]:
+            raise ValueError(f"a context of {ctx.shape[1]} prompt segments needs their {ctx.shape[1]} start times, "
+                             f"got {None if starts is None else len(starts)}")  # fmt: skip
+        seg = segment_ids(starts, times).to(self.device)
+        return ctx, {"segments": seg.expand(ctx.shape[0], -1)}
+
     def generate_plan(
         self,
         ctx: torch.Tensor,
@@ -97,15 +121,60 @@ class SemanticGenPipeline:
         sampler: SamplerConfig | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
+        starts: list[float] | None = None,
     ) -> torch.Tensor:
-        """Stage A: sample a compressed plan z_sem [B, k, T_s, H_s, W_s] with full attention and CFG."""
+        """Stage A: sample a compressed plan z_sem [B, k, T_s, H_s, W_s] with full attention and CFG.
+
+        ctx: [B, S, D], or [B, G, S, D] with `starts` (seconds) for a prompt schedule: every semantic frame reads
+        the text of the segment holding its time, while attention stays global over the whole plan.
+        """
         s = sampler or self.config.sem_sampler
         model = self.sem_generator
+        ctx, extra = self.text_args(ctx, starts, plan_frame_times(grid[0], self.config.semantic))
         x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
         with torch.no_grad():
-            return sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), callback=cb)
+            return sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), extra_args=extra, callback=cb)
+
+    def inpaint_plan(
+        self,
+        ctx: torch.Tensor,
+        uncond: torch.Tensor | None,
+        z_known: torch.Tensor,
+        keep: torch.Tensor,
+        sampler: SamplerConfig | None = None,
+        generator: torch.Generator | None = None,
+        callback: Callable[[dict], None] | None = None,
+        starts: list[float] | None = None,
+    ) -> torch.Tensor:
+        """Stage A in time: regenerate the frames of z_known [B, k, T_s, H_s, W_s] where keep [T_s] is False.
+
+        Before every Euler step the kept frames are replaced by their noised originals, x_t = (1 - t) x0 + t eps
+        with one fixed eps (RePaint for rectified flow), so the new frames are generated knowing them; at the end
+        the kept frames are exactly the originals.
+        """
+        s = sampler or self.config.sem_sampler
+        model = self.sem_generator
+        z_known = z_known.to(self.device, self.dtype)
+        keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device)
+        if keep.shape != z_known.shape[2:3]:
+            raise ValueError(f"keep must be [T_s={z_known.shape[2]}] booleans, got {tuple(keep.shape)}")
+        ctx, extra = self.text_args(ctx, starts, plan_frame_times(z_known.shape[2], self.config.semantic))
+        if ctx.shape[0] != z_known.shape[0]:
+            raise ValueError(f"ctx has batch {ctx.shape[0]}, the plan {z_known.shape[0]}")
+        x = flow.randn(z_known.shape, generator, self.device, self.dtype)
+        eps = flow.randn(z_known.shape, generator, self.device, self.dtype)
+        mask = keep[None, None, :, None, None]
+        base = guided(model, ctx, uncond, s.cfg)
+
+        def fn(x, t, **kw):  # pin the kept frames to their noised originals at this step's t
+            return base(torch.where(mask, flow.interpolate(z_known, eps, t), x), t, **kw)
+
+        cb = _tagged(callback, "plan")
+        with torch.no_grad():
+            out = sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), extra_args=extra, callback=cb)
+        return torch.where(mask, z_known, out)
 
     def plan_from_video(self, frames) -> torch.Tensor:
         """Reference transfer: encoder features of frames (uint8 [T, H, W, 3] at the semantic fps) -> z_sem (mode)."""
@@ -130,10 +199,16 @@ class SemanticGenPipeline:
         window: int | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
+        starts: list[float] | None = None,
     ) -> torch.Tensor:
-        """Stage B: sample normalised VAE latents [B, C, T, H, W] with the (noised) plan in context."""
+        """Stage B: sample normalised VAE latents [B, C, T, H, W] with the (noised) plan in context.
+
+        ctx: [B, S, D], or [B, G, S, D] with `starts` (seconds): each latent frame (and each plan frame, by the
+        latent frame at its centre) reads the text of its own segment; a window across a cut holds both.
+        """
         s = sampler or self.config.lat_sampler
         model = self.lat_generator
+        ctx, extra = self.text_args(ctx, starts, latent_frame_times(latent_shape[1], self.config.video))
         if z_sem.shape[1] != model.config.sem_channels:
             check_plan_compatible(z_sem.shape[1], "", model.config.sem_channels, "", "stage B: ")
         noise = self.config.plan_noise if plan_noise is None else plan_noise
@@ -143,9 +218,8 @@ class SemanticGenPipeline:
         cb = _tagged(callback, "latent")
         with torch.no_grad():
             ts = flow.schedule(s.steps, s.shift, self.device)
-            return sample_euler(
-                fn, x, ts, extra_args={"sem": z_sem.expand(ctx.shape[0], -1, -1, -1, -1), "window": window}, callback=cb
-            )
+            extra.update(sem=z_sem.expand(ctx.shape[0], -1, -1, -1, -1), window=window)
+            return sample_euler(fn, x, ts, extra_args=extra, callback=cb)
 
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """Normalised latents [B, C, T, H, W] -> uint8 frames [B, F, H, W, 3]."""
@@ -168,7 +242,7 @@ class SemanticGenPipeline:
 
     def __call__(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | PromptSchedule,
         seconds: float = 2.0,
         height: int = 64,
         width: int = 64,
@@ -180,24 +254,38 @@ class SemanticGenPipeline:
         callback: Callable[[dict], None] | None = None,
         return_latents: bool = False,
     ):
-        """Generate videos. Returns uint8 frames [B, F, H, W, 3] (or normalised latents with return_latents)."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        """Generate videos. Returns uint8 frames [B, F, H, W, 3] (or normalised latents with return_latents).
+
+        prompt: one prompt, a batch of prompts, or a prompt schedule [(start_seconds, prompt), ...] (one video whose
+        frames follow the prompt of their time span; see schedule.py).
+        """
+        schedule = prompt if not isinstance(prompt, str) and all(isinstance(p, tuple) for p in prompt) else None
+        prompts = [prompt] if isinstance(prompt, str) else [p for _, p in prompt] if schedule else list(prompt)
         generator = torch.Generator("cpu").manual_seed(seed)
         cfg = self.config
 
-        # 1. Encode text
-        ctx, uncond = self.encode_text(prompts, negative_prompt)
+        # 1. Encode text (a schedule: one context per segment, [1, G, S, D])
+        starts = None
+        if schedule is not None:
+            check_schedule(schedule, seconds, "prompt schedule")
+            ctx, uncond, starts = self.encode_schedule(schedule, negative_prompt)
+            prompts = prompts[:1]
+        else:
+            ctx, uncond = self.encode_text(prompts, negative_prompt)
 
         # 2. Semantic plan: generated (stage A) or taken from a reference video
         if reference is not None:
             z_sem = self.plan_from_video(reference).expand(len(prompts), -1, -1, -1, -1)
         else:
-            z_sem = self.generate_plan(ctx, uncond, self.plan_grid(seconds, height, width), None, generator, callback)
+            grid = self.plan_grid(seconds, height, width)
+            z_sem = self.generate_plan(ctx, uncond, grid, None, generator, callback, starts)
 
         # 3.-4. Plan noise (RAE-style), then VAE latents conditioned on the plan (stage B)
         latent_shape = cfg.video.latent_shape(seconds, height, width)
         window = cfg.window if window is None else window
-        z = self.generate_latents(z_sem, ctx, uncond, latent_shape, None, plan_noise, window, generator, callback)
+        z = self.generate_latents(
+            z_sem, ctx, uncond, latent_shape, None, plan_noise, window, generator, callback, starts
+        )
         if return_latents:
             return z
 

@@ -51,14 +51,20 @@ def pad_context(ctx: torch.Tensor, length: int) -> torch.Tensor:
 def guided(model_fn: ModelFn, context: torch.Tensor, uncond_context: torch.Tensor | None, scale: float) -> ModelFn:
     """Classifier-free guidance: v = v_u + scale (v_c - v_u), cond and uncond in one batched forward.
 
-    `context` [B, S, D] and `uncond_context` [B or 1, S', D] are zero-padded to one length. With scale == 1 or no
+    `context` [B, S, D] (or [B, G, S, D]: a prompt schedule of G segments) and `uncond_context` [B or 1, S', D] are
+    zero-padded to one length; the unconditional context is one text for every segment. With scale == 1 or no
     uncond context, one plain conditional forward is made.
     """
     if uncond_context is None or scale == 1.0:
         return lambda x, t, **kw: model_fn(x, t, context=context, **kw)
     b = context.shape[0]
-    s = max(context.shape[1], uncond_context.shape[1])
-    both = torch.cat([pad_context(context, s), pad_context(uncond_context, s).expand(b, -1, -1)])  # [2B, S, D]
+    s = max(context.shape[-2], uncond_context.shape[1])
+    if context.ndim == 4:  # [B, G, S, D]: the empty prompt in every segment reads as one empty prompt
+        cond = torch.stack([pad_context(c, s) for c in context.unbind(1)], dim=1)
+        uncond = pad_context(uncond_context, s)[:, None].expand(b, context.shape[1], -1, -1)
+        both = torch.cat([cond, uncond])  # [2B, G, S, D]
+    else:
+        both = torch.cat([pad_context(context, s), pad_context(uncond_context, s).expand(b, -1, -1)])  # [2B, S, D]
 
     def fn(x, t, **kw):
         kw = {k: torch.cat([v, v]) if torch.is_tensor(v) and v.shape[:1] == (b,) else v for k, v in kw.items()}

@@ -4,10 +4,13 @@ Cache layout (one folder per settings key, see prepare.py):
     CACHE/<key>/index.json               settings, entries {id: {shard, caption, video, shapes}}, current sample ids
     CACHE/<key>/shard-00000.safetensors  tensors "<id>.latents" [C, T, H, W] (normalised VAE latents),
                                          "<id>.sem_feats" [d, T_s, H_s, W_s] (raw encoder features),
-                                         "<id>.ctx" [S, D] (text features, zero padding trimmed);
+                                         "<id>.ctx" [S, D] (text features, zero padding trimmed), or
+                                         [G, S, D] with "<id>.ctx_starts" [G] (seconds) for per-segment
+                                         captions (caption lines `START: caption`, see semanticgen_core.schedule);
                                          metadata "samples": the JSON of the shard's entries (captions included)
     CACHE/<key>/null_ctx.safetensors     "ctx" [S0, D]: features of the empty prompt (caption dropout)
-A batch always has one shape: samples are grouped by the shapes of the tensors a stage reads.
+A batch always has one shape: samples are grouped by the shapes of the tensors a stage reads. Samples with
+per-segment captions also give the segment of each latent frame and plan frame (`lat_segments`, `sem_segments`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.utils.data import Dataset, Sampler
+
+from semanticgen_core.config import SemanticSpec, VideoSpec
+from semanticgen_core.schedule import latent_frame_times, plan_frame_times, segment_ids
 
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".gif", ".mkv")
 CACHE_FORMAT = 1
@@ -100,7 +106,7 @@ def read_cache_info(root: str | Path) -> dict:
 def cache_dims(info: dict) -> dict[str, int]:
     """Channel sizes of a cache: latent C, semantic feature d, text feature D (from its first sample)."""
     shapes = info["entries"][info["samples"][0]]["shapes"]
-    return {"latent": shapes["latents"][0], "sem": shapes["sem_feats"][0], "text": shapes["ctx"][1]}
+    return {"latent": shapes["latents"][0], "sem": shapes["sem_feats"][0], "text": shapes["ctx"][-1]}
 
 
 class CachedLatentDataset(Dataset):
@@ -116,7 +122,7 @@ class CachedLatentDataset(Dataset):
         if not self.entries:
             raise ValueError(f"{self.dir}: the cache holds no samples")
         null = self.dir / NULL_CTX_NAME
-        d = self.entries[0]["shapes"]["ctx"][1]
+        d = self.entries[0]["shapes"]["ctx"][-1]
         self.null_ctx = load_file(str(null))["ctx"].float() if null.is_file() else torch.zeros(1, d)  # [S0, D]
         # the text encoder's fixed context length (Wan: 512): ctx is zero-padded to it, as at inference, so that the
         # model sees the same number of padding rows in training and sampling
@@ -129,10 +135,21 @@ class CachedLatentDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         e = self.entries[i]
+        segmented = "ctx" in self.keys and "ctx_starts" in e["shapes"]
         with safe_open(str(self.dir / e["shard"]), framework="pt") as f:
             item = {k: f.get_tensor(f"{e['id']}.{k}").float() for k in self.keys}
+            if segmented:
+                item["ctx_starts"] = f.get_tensor(f"{e['id']}.ctx_starts").float()  # [G]
         if self.text_length and "ctx" in item:
-            item["ctx"] = F.pad(item["ctx"], (0, 0, 0, self.text_length - item["ctx"].shape[0]))  # [S, D]
+            item["ctx"] = F.pad(item["ctx"], (0, 0, 0, self.text_length - item["ctx"].shape[-2]))  # [(G,) S, D]
+        if segmented:  # the text segment of every latent / plan frame, by the frame's centre time
+            starts = item["ctx_starts"]
+            if "latents" in item:
+                times = latent_frame_times(item["latents"].shape[1], VideoSpec.from_dict(self.info["video"]))
+                item["lat_segments"] = segment_ids(starts, times)  # [T]
+            if "sem_feats" in item:
+                times = plan_frame_times(item["sem_feats"].shape[1], SemanticSpec.from_dict(self.info["semantic"]))
+                item["sem_segments"] = segment_ids(starts, times)  # [T_s]
         return {**item, "caption": e["caption"]}
 
     def shape_key(self, i: int) -> tuple[int, ...]:
@@ -152,8 +169,12 @@ def collate(items: list[dict]) -> dict:
     """Stack one-shape samples; zero-pad ctx to the longest in the batch (the DiT collapses zero padding exactly).
 
     Returns latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] (those present), captions.
+    When a sample has per-segment captions: ctx [B, G, S, D] (G the most segments in the batch, unused ones zero),
+    ctx_starts [B, G] (+inf for unused), lat_segments [B, T] / sem_segments [B, T_s] (0 for one-caption samples).
     """
     out = {"captions": [it["caption"] for it in items]}
+    if any("ctx_starts" in it for it in items):
+        return {**out, **_collate_segments(items)}
     for k in items[0]:
         if k == "caption":
             continue
@@ -161,6 +182,23 @@ def collate(items: list[dict]) -> dict:
             s = max(it["ctx"].shape[0] for it in items)
             out[k] = torch.stack([F.pad(it["ctx"], (0, 0, 0, s - it["ctx"].shape[0])) for it in items])
         else:
+            out[k] = torch.stack([it[k] for it in items])
+    return out
+
+
+def _collate_segments(items: list[dict]) -> dict:
+    """collate for batches holding per-segment captions: every sample as G segments (one-caption ones: G = 1)."""
+    ctxs = [it["ctx"] if it["ctx"].ndim == 3 else it["ctx"][None] for it in items]  # [G_i, S_i, D]
+    g, s = max(c.shape[0] for c in ctxs), max(c.shape[1] for c in ctxs)
+    out = {"ctx": torch.stack([F.pad(c, (0, 0, 0, s - c.shape[1], 0, g - c.shape[0])) for c in ctxs])}
+    starts = [it.get("ctx_starts", torch.zeros(1)) for it in items]
+    out["ctx_starts"] = torch.stack([F.pad(t, (0, g - len(t)), value=float("inf")) for t in starts])
+    for k, like in (("lat_segments", "latents"), ("sem_segments", "sem_feats")):
+        if like in items[0]:
+            n = items[0][like].shape[1]
+            out[k] = torch.stack([it.get(k, torch.zeros(n, dtype=torch.long)) for it in items])
+    for k in items[0]:
+        if k not in out and k not in ("caption", "lat_segments", "sem_segments"):
             out[k] = torch.stack([it[k] for it in items])
     return out
 

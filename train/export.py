@@ -38,11 +38,13 @@ def write_sample(out_stem: Path, stage1: Stage1Export, item: dict, null_ctx: tor
     pipe = SemanticGenPipeline(sem_gen, stage1.lat_generator, stage1.compressor, vae, None, None, config)
     ctx, uncond = item["ctx"][None].to(pipe.device, pipe.dtype), null_ctx[None].to(pipe.device, pipe.dtype)
     generator = torch.Generator().manual_seed(seed)
+    starts = item["ctx_starts"].tolist() if "ctx_starts" in item else None  # per-segment captions
     if stage2 is not None:
-        z_sem = pipe.generate_plan(ctx, uncond, tuple(item["sem_feats"].shape[1:]), generator=generator)
+        grid = tuple(item["sem_feats"].shape[1:])
+        z_sem = pipe.generate_plan(ctx, uncond, grid, generator=generator, starts=starts)
     else:
         z_sem = stage1.compressor(item["sem_feats"][None].to(pipe.device, pipe.dtype)).mode()
-    z = pipe.generate_latents(z_sem, ctx, uncond, tuple(item["latents"].shape), generator=generator)
+    z = pipe.generate_latents(z_sem, ctx, uncond, tuple(item["latents"].shape), generator=generator, starts=starts)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     if vae is None:
         path = out_stem.with_suffix(".safetensors")

@@ -100,12 +100,16 @@ class Task:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def flow_matching_loss(dit, x0, ctx, generator, time_sampling="logit_normal", time_shift=1.0, sem=None, window=None):
-    """Rectified-flow loss of `dit` on clean x0 [B, C, T, H, W] (flow.py convention); randomness from `generator`."""
+def flow_matching_loss(dit, x0, ctx, generator, time_sampling="logit_normal", time_shift=1.0, sem=None, window=None,
+                       segments=None):  # fmt: skip
+    """Rectified-flow loss of `dit` on clean x0 [B, C, T, H, W] (flow.py convention); randomness from `generator`.
+
+    ctx: [B, S, D], or [B, G, S, D] per-segment captions with segments [B, T] (the segment of each frame of x0)."""
     t = flow.sample_time(x0.shape[0], time_sampling, time_shift, generator=generator, device=generator.device)
     t = t.to(x0.device)  # [B]
     eps = flow.randn(x0.shape, generator, x0.device, x0.dtype)
-    v = dit(flow.interpolate(x0, eps, t), t, ctx, sem=sem, window=window)
+    extra = {"segments": segments} if ctx.ndim == 4 else {}
+    v = dit(flow.interpolate(x0, eps, t), t, ctx, sem=sem, window=window, **extra)
     return flow.flow_loss(v, x0, eps)
 
 
@@ -127,15 +131,18 @@ def check_fits(cfg, channels: int, text_dim: int, what: str) -> None:
 
 
 def drop_captions(ctx: torch.Tensor, null_ctx: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Replace each caption of ctx [B, S, D] by the empty prompt's features null_ctx [S0, D] with probability p."""
+    """Replace each caption of ctx [B, S, D] by the empty prompt's features null_ctx [S0, D] with probability p.
+
+    Per-segment captions ctx [B, G, S, D]: a dropped sample loses all its segments (the empty prompt in each)."""
     if p <= 0:
         return ctx
     # important! this teaches the unconditional velocity that classifier-free guidance subtracts at inference
     drop = (torch.rand(ctx.shape[0], generator=generator, device=generator.device) < p).to(ctx.device)
-    s = max(ctx.shape[1], null_ctx.shape[0])
-    ctx = F.pad(ctx, (0, 0, 0, s - ctx.shape[1]))
+    s = max(ctx.shape[-2], null_ctx.shape[0])
+    ctx = F.pad(ctx, (0, 0, 0, s - ctx.shape[-2]))
     null = F.pad(null_ctx, (0, 0, 0, s - null_ctx.shape[0])).to(ctx)
-    return torch.where(drop[:, None, None], null[None], ctx)
+    drop = drop.reshape(-1, *[1] * (ctx.ndim - 1))
+    return torch.where(drop, null.expand(ctx.shape[1:]) if ctx.ndim == 4 else null[None], ctx)
 
 
 def _batches(loader: DataLoader, sampler: BucketBatchSampler, ts: dict):

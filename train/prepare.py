@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # `python train/prepare.py`: make the repository 
 
 from semanticgen_core.checkpoint import DTYPES, atomic_save_file  # noqa: E402
 from semanticgen_core.config import SemanticSpec, VideoSpec  # noqa: E402
+from semanticgen_core.schedule import ScheduleError, parse_caption  # noqa: E402
 from semanticgen_core.video_io import VideoReadError, read_video, resize_center_crop  # noqa: E402
 from train.data import CACHE_FORMAT, INDEX_NAME, NULL_CTX_NAME, discover_pairs  # noqa: E402
 from train.utils import add_dataclass_args, atomic_write_text, from_args, opt  # noqa: E402
@@ -96,7 +97,10 @@ def cache_key(cfg: PrepareConfig) -> str:
 def sample_id(video: Path, caption: str) -> str:
     """Entry key: the video file (path, size, mtime) and its caption; a changed file or caption is re-encoded."""
     st = video.stat()
-    return hashlib.sha256(f"{video.resolve()}|{st.st_size}|{st.st_mtime_ns}|{caption}".encode()).hexdigest()[:20]
+    # per-segment captions (several lines) are cached differently from one caption: mark them, single lines keep ids
+    mark = "|segments" if len(caption.strip().splitlines()) > 1 else ""
+    key = f"{video.resolve()}|{st.st_size}|{st.st_mtime_ns}|{caption}{mark}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def nearest_size(height: int, width: int, sizes: list[tuple[int, int]]) -> tuple[int, int]:
@@ -122,6 +126,18 @@ def encode_text(text_encoder, caption: str) -> torch.Tensor:
     return ctx[0, : max(1, int(mask[0].sum()))].float().cpu()
 
 
+def encode_captions(text_encoder, caption: str, seconds: float, what: str = "caption") -> dict[str, torch.Tensor]:
+    """{"ctx": [S, D]} for a one-line caption; for per-segment lines (`START: caption`, see semanticgen_core.schedule)
+    starting before the clip ends (`seconds`): {"ctx": [G, S, D] zero-padded, "ctx_starts": [G] seconds}."""
+    schedule = [(t, c) for t, c in parse_caption(caption, what) if t < seconds]
+    if len(schedule) == 1:
+        return {"ctx": encode_text(text_encoder, schedule[0][1])}
+    feats = [encode_text(text_encoder, c) for _, c in schedule]
+    s = max(f.shape[0] for f in feats)
+    ctx = torch.stack([torch.nn.functional.pad(f, (0, 0, 0, s - f.shape[0])) for f in feats])  # [G, S, D]
+    return {"ctx": ctx, "ctx_starts": torch.tensor([t for t, _ in schedule], dtype=torch.float32)}
+
+
 @torch.inference_mode()
 def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tuple[dict[str, torch.Tensor], dict]:
     """({latents [C, T, H, W], sem_feats [d, T_s, H_s, W_s], ctx [S, D]}, clip info) of one video's first clip."""
@@ -138,7 +154,7 @@ def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tup
     # the same time span at the semantic rate, the same crop: the plan describes exactly these pixels
     sem_frames = resize_center_crop(read_video(path, fps=cfg.sem_fps, duration=n / cfg.vae_fps), h, w)
     sem_feats = sem_encoder.encode(sem_frames)[0].float().cpu()  # [d, T_s, H_s, W_s]
-    clip = {"latents": latents, "sem_feats": sem_feats, "ctx": encode_text(text_encoder, caption)}
+    clip = {"latents": latents, "sem_feats": sem_feats, **encode_captions(text_encoder, caption, n / cfg.vae_fps, path)}
     return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": len(sem_frames)}
 
 
@@ -181,7 +197,7 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
             return
         name, tensors = f"shard-{shard_no:05d}.safetensors", {}
         for sid, (clip, entry) in pending.items():
-            tensors.update({f"{sid}.{k}": v.to(DTYPES[cfg.dtype]) for k, v in clip.items()})
+            tensors.update({f"{sid}.{k}": v if k == "ctx_starts" else v.to(DTYPES[cfg.dtype]) for k, v in clip.items()})
             index["entries"][sid] = {**entry, "shard": name}
         meta = {"samples": json.dumps({sid: e for sid, (_, e) in pending.items()}), "cache_key": folder.name}
         atomic_save_file(tensors, folder / name, meta)
@@ -196,7 +212,7 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
             continue
         try:
             clip, info = encode_clip(video, caption, cfg, components)
-        except (VideoReadError, ClipError) as err:  # VideoReadError names the file and the reason
+        except (VideoReadError, ClipError, ScheduleError) as err:  # each names the file and the reason
             skipped.append({"video": str(video), "reason": str(err)})
             tqdm.write(f"skipped {video}: {err}")
             continue

@@ -54,7 +54,8 @@ class Stage1Model(nn.Module):
         self.time_sampling, self.time_shift = time_sampling, time_shift
 
     def forward(self, batch: dict, generator: torch.Generator):
-        """batch: latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] -> (loss, logs)."""
+        """batch: latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] (or [B, G, S, D] with
+        lat_segments [B, T]: per-segment captions) -> (loss, logs)."""
         plan = self.compressor(batch["sem_feats"])  # Gaussian over [B, k, T_s, H_s, W_s]
         z_sem = plan.sample(generator)
         # RAE-style augmentation, strength per sample: the generator learns to read noisy plans, as at inference
@@ -69,6 +70,7 @@ class Stage1Model(nn.Module):
             self.time_shift,
             z_sem,
             self.window,
+            batch.get("lat_segments"),
         )
         kl = plan.kl().mean()
         return fm + self.kl_weight * kl, {"flow": fm.detach(), "kl": kl.detach()}

@@ -57,13 +57,15 @@ class Stage2Model(nn.Module):
         return self
 
     def forward(self, batch: dict, generator: torch.Generator):
-        """batch: sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] -> (flow loss on z_sem [B, k, T_s, H_s, W_s], logs)."""
+        """batch: sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] (or [B, G, S, D] with sem_segments [B, T_s])
+        -> (flow loss on z_sem [B, k, T_s, H_s, W_s], logs)."""
         with torch.no_grad():
             dist = self.compressor(batch["sem_feats"])
             z_sem = (dist.mode() if self.plan == "mode" else dist.sample(generator)).float()
         loss = flow_matching_loss(
-            self.sem_generator, z_sem, batch["ctx"], generator, self.time_sampling, self.time_shift
-        )
+            self.sem_generator, z_sem, batch["ctx"], generator, self.time_sampling, self.time_shift,
+            segments=batch.get("sem_segments"),
+        )  # fmt: skip
         return loss, {}
 
 
