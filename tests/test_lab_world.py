@@ -218,3 +218,22 @@ def test_write_dataset_pairs(tmp_path):
         assert frames.shape == (17, 64, 64, 3)
         got = measure_scene(frames)
         assert (got["color"], got["motion"]) == (world[i]["attributes"]["color"], world[i]["attributes"]["motion"])
+
+
+def test_write_long_dataset_captions_each_segment(tmp_path):
+    from semanticgen_core.lab.world import write_long_dataset
+    from semanticgen_core.schedule import parse_caption
+    from semanticgen_core.video_io import read_video
+
+    (path,) = write_long_dataset(tmp_path, 1, seed=3, seconds=6.0, scene_seconds=(2, 3))
+    schedule = parse_caption(path.with_suffix(".txt").read_text())
+    starts = [t for t, _ in schedule]
+    assert len(schedule) >= 2 and starts[0] == 0 and starts == sorted(starts) and starts[-1] < 6
+    assert len({parse_caption_motion(c) for _, c in schedule}) >= 2  # the motion changes between segments
+    assert read_video(path).shape == (49, 64, 64, 3)
+
+
+def parse_caption_motion(text):
+    from semanticgen_core.lab.world import parse_caption as attrs
+
+    return attrs(text)["motion"]

