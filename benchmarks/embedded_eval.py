@@ -114,27 +114,31 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
             pos.append(np.stack(Scene(**item["scene"]).position(np.minimum(t, 8 / fps)), -1))
         return feats, plans, labels, pos
 
-    def ridge(x, y, lam=1e-2):
+    def ridge(x, y, lam=10.0):  # standardised inputs; lam keeps the few hundred clips from being interpolated
         x1 = np.concatenate([x, np.ones((len(x), 1))], 1)
         return np.linalg.solve(x1.T @ x1 + lam * np.eye(x1.shape[1]), x1.T @ y)
 
     def apply(w, x):
         return np.concatenate([x, np.ones((len(x), 1))], 1) @ w
 
+    def clip_features(tokens):  # [T_s, d] -> [2d]: what the clip shows on average, and how it changes
+        return np.concatenate([tokens.mean(0), tokens[-1] - tokens[0]])
+
     tr, te = featurize("train", n_train, seed + 100), featurize("heldout", n_test, seed + 200)
     out = {}
     for name, idx in (("encoder", 0), ("plan", 1)):
+        x_tr = np.stack([clip_features(f) for f in tr[idx]])
+        x_te = np.stack([clip_features(f) for f in te[idx]])
+        mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+        x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
         for k, classes in (("color", list(COLORS)), ("shape", list(SHAPES)), ("motion", metrics.ATTRIBUTES["motion"])):
-            # clip-level: tokens concatenated in time (motion needs the order)
-            x_tr = np.stack([f.reshape(-1) for f in tr[idx]])
-            x_te = np.stack([f.reshape(-1) for f in te[idx]])
             y = np.eye(len(classes))[[classes.index(v) for v in tr[2][k]]]
-            w = ridge(x_tr, y)
-            pred = apply(w, x_te).argmax(1)
+            pred = apply(ridge(x_tr, y), x_te).argmax(1)
             out[f"{name}_{k}"] = rate([classes[p] == v for p, v in zip(pred, te[2][k])])
-        x_tr, x_te = np.concatenate(tr[idx]), np.concatenate(te[idx])
-        w = ridge(x_tr, np.concatenate(tr[3]))
-        err = apply(w, x_te) - np.concatenate(te[3])
+        t_tr, t_te = np.concatenate(tr[idx]), np.concatenate(te[idx])  # per token
+        mu, sd = t_tr.mean(0), t_tr.std(0) + 1e-6
+        w = ridge((t_tr - mu) / sd, np.concatenate(tr[3]))
+        err = apply(w, (t_te - mu) / sd) - np.concatenate(te[3])
         out[f"{name}_position_rmse_px"] = float(np.sqrt((err**2).mean()) * SIZE)
     return out
 

@@ -59,3 +59,25 @@ def test_vae_pretraining_runs_and_a_resumed_phase_takes_its_own_lr(tmp_path):
     lrs = {r["step"]: r["lr"] for r in log}
     assert lrs[1] == pytest.approx(1e-3) and lrs[3] == pytest.approx(1e-4) and lrs[4] == pytest.approx(5e-5)
     assert "l1_object" in log[-1] and (tmp_path / "shapes_vae.safetensors").is_file()
+
+
+def test_encoder_aux_heads_train_attributes_and_positions_from_tokens():
+    import torch
+
+    from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
+    from train.pretrain import ENCODER_CONFIG, ENCODER_FPS, ENCODER_PIXELS, ContrastiveObjective, WorldClips
+
+    torch.manual_seed(0)
+    enc = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
+    clips = WorldClips(4, seed=0, fps=ENCODER_FPS, num_frames=9)
+    items = [clips[i] for i in range(4)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("frames", "key", "labels", "position")}
+    batch["text"] = torch.randn(4, 384)
+    assert batch["position"].shape == (4, 9, 2) and batch["labels"].shape == (4, 4)
+    assert enc.grid(9, 64, 64) == (5, 1, 1)  # one token per semantic frame: 1/16 of stage B's 4x4 per latent frame
+    plain, logs_plain = ContrastiveObjective(enc)(batch, None)
+    torch.manual_seed(0)
+    full, logs = ContrastiveObjective(enc, aux_weight=1.0)(batch, None)
+    assert "pos_rmse" in logs and "pos_rmse" not in logs_plain and full > plain  # the heads add their losses
+    full.backward()
+    assert enc.model.patch_embed.proj.weight.grad.abs().sum() > 0

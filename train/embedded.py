@@ -7,7 +7,8 @@
 Steps (each skipped when its output exists, so an interrupted build resumes; `--force` redoes all; `--only a,b`
 runs just those, e.g. `--only vae` and `--only encoder,videos` in two shells to use two single-threaded cores):
   1. vae       train/pretrain.py vae: Wan-architecture VAE on world clips (64x64, 8 fps) (`--vae FILE` reuses one)
-  2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + grounding (4 fps)
+  2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + attribute and
+               grounding heads (4 fps)
   3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
   4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features
   5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
@@ -39,8 +40,9 @@ from train.utils import atomic_write_text  # noqa: E402
 # sized so that each stage trains in CPU-minutes on 2 cores (about 0.25 s per step of 16 clips)
 LAT_CONFIG = DiTConfig(in_channels=16, out_channels=16, dim=128, ffn_dim=256, freq_dim=64, text_dim=384, num_heads=4,
                        num_layers=4, patch_size=(1, 2, 2))  # fmt: skip
-SEM_CONFIG = DiTConfig(in_channels=8, out_channels=8, dim=128, ffn_dim=256, freq_dim=64, text_dim=384, num_heads=4,
-                       num_layers=4, patch_size=(1, 1, 1))  # fmt: skip
+# the plan is 1/16 of stage B's tokens, so stage A affords a wider, deeper network at a fraction of stage B's cost
+SEM_CONFIG = DiTConfig(in_channels=8, out_channels=8, dim=192, ffn_dim=384, freq_dim=64, text_dim=384, num_heads=6,
+                       num_layers=6, patch_size=(1, 1, 1))  # fmt: skip
 TEXT_MAX_LENGTH = 32  # MiniLM tokens; training pads cached captions to the same length (train/data.py)
 # VAE curriculum, one phase per row: (frames, batch, lr, object weight, LR decay over the phase). Short clips first
 # (fast), then longer ones; then the object's pixels weighted 1 + 10 times (the shape covers a few percent of a frame
@@ -124,8 +126,8 @@ def build(args) -> None:
     b.step("vae", work / "vae" / "done", train_vae)
     b.step("encoder", enc, lambda: [run(pretrain, [
         "encoder", "--out", work / "encoder", "--max-steps", args.encoder_steps, "--batch-size", 32, "--lr", 1e-3,
-        "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3, "--ckpt-every", 300, "--position-weight",
-        args.position_weight, "--resume", *common])])  # fmt: skip
+        "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3, "--ckpt-every", 300, "--aux-weight",
+        args.aux_weight, "--resume", *common])])  # fmt: skip
 
     videos = work / "videos"
 
@@ -251,7 +253,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--vae-base-dim", type=int, default=8, help="VAE channel width (AutoencoderKLWan base_dim)")
     p.add_argument("--encoder-steps", type=int, default=1500, help="encoder contrastive steps (batch 32)")
-    p.add_argument("--position-weight", type=float, default=10.0, help="encoder: weight of the grounding loss")
+    p.add_argument("--aux-weight", type=float, default=1.0, help="encoder: weight of the attribute/grounding heads")
     p.add_argument("--clips", type=int, default=3000, help="2 s training clips written and cached")
     p.add_argument("--long-clips", type=int, default=500, help="8 s training clips written and cached")
     p.add_argument(

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # `python train/pretrain.py`: make the repository
 
 from semanticgen_core import flow  # noqa: E402
 from semanticgen_core.lab.embedded import default_text_encoder  # noqa: E402
-from semanticgen_core.lab.world import COLORS, MOTIONS, SHAPES, Scene, ShapesWorld, background_image  # noqa: E402
+from semanticgen_core.lab.world import BACKGROUNDS, COLORS, MOTIONS, SHAPES, Scene, ShapesWorld, background_image  # noqa: E402
 from train.loop import Task, TrainConfig, train  # noqa: E402
 from train.utils import add_dataclass_args, from_args  # noqa: E402
 
@@ -69,6 +69,8 @@ class WorldClips:
         out = {"frames": torch.from_numpy(item["frames"]), "caption": item["caption"]}
         key = (list(COLORS).index(a["color"]) * len(SHAPES) + SHAPES.index(a["shape"])) * len(MOTIONS)
         out["key"] = torch.tensor(key + MOTIONS.index(a["motion"]))  # same attributes, same key
+        out["labels"] = torch.tensor([list(COLORS).index(a["color"]), SHAPES.index(a["shape"]),
+                                      MOTIONS.index(a["motion"]), list(BACKGROUNDS).index(a["background"])])  # fmt: skip
         t = np.arange(len(item["frames"])) / self.fps
         out["position"] = torch.tensor(np.stack(Scene(**item["scene"]).position(t), -1), dtype=torch.float32)  # [T, 2]
         if self.mask:  # object pixels: where the frame differs from the scene's background [T, H, W]
@@ -119,19 +121,22 @@ class VAEObjective(nn.Module):
 
 class ContrastiveObjective(nn.Module):
     """Video-text InfoNCE between pooled tower features and frozen sentence embeddings (multi-positive: clips with
-    the same attributes are positives of each other), plus grounding: each semantic token regresses where the object
-    is during its frames (position_weight > 0). Captions never say where things are, yet a plan must (reference
-    transfer keeps the layout; stage B places the object from it), as Qwen2.5-VL's grounding pretraining gives the
-    real tower."""
+    the same attributes are positives of each other), plus, with `aux_weight` > 0, what Qwen2.5-VL's captioning and
+    grounding pretraining gives the real tower: linear heads that read each token's colour, shape, background and
+    object position, and the clip's motion from how the tokens change. Contrastive training alone entangles the
+    attributes (linear read-outs on held-out combinations near chance), and captions never say where things are,
+    yet a plan must carry both."""
 
-    def __init__(self, encoder, text_dim: int = 384, embed_dim: int = 128, position_weight: float = 0.0):
+    def __init__(self, encoder, text_dim: int = 384, embed_dim: int = 128, aux_weight: float = 0.0):
         super().__init__()
-        self.encoder, self.position_weight = encoder, position_weight
-        self.video_head = nn.Sequential(
-            nn.Linear(2 * encoder.dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim)
-        )
+        self.encoder, self.aux_weight = encoder, aux_weight
+        encoder.model.requires_grad_(True)  # encoders load frozen for inference; here the tower is what we train
+        d = encoder.dim
+        self.video_head = nn.Sequential(nn.Linear(2 * d, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim))
         self.text_head = nn.Linear(text_dim, embed_dim)
-        self.position_head = nn.Linear(encoder.dim, 2)  # linear: the position must be linearly readable
+        self.token_heads = nn.ModuleDict({"color": nn.Linear(d, len(COLORS)), "shape": nn.Linear(d, len(SHAPES)),
+                                          "background": nn.Linear(d, len(BACKGROUNDS)), "position": nn.Linear(d, 2)})  # fmt: skip
+        self.motion_head = nn.Linear(2 * d, len(MOTIONS))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def forward(self, batch: dict, generator: torch.Generator):
@@ -145,15 +150,22 @@ class ContrastiveObjective(nn.Module):
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         acc = (logits.argmax(1) == torch.arange(len(v), device=v.device)).float().mean()
         logs = {"top1": acc.detach()}
-        if self.position_weight > 0:
-            pos = batch["position"]  # [B, T, 2] at the encoder's frames
-            tp, t_s = self.encoder.temporal_patch, feats.shape[2]
-            pos = torch.cat([pos, pos[:, -1:].expand(-1, t_s * tp - pos.shape[1], -1)], 1)  # padded like the frames
-            target_pos = pos.reshape(pos.shape[0], t_s, tp, 2).mean(2)  # [B, T_s, 2]: centre over each token's frames
-            pred = self.position_head(feats.mean(dim=(3, 4)).transpose(1, 2))  # [B, T_s, 2]
-            err = F.mse_loss(pred, target_pos)
-            loss = loss + self.position_weight * err
-            logs["pos_rmse"] = err.detach().sqrt()
+        if self.aux_weight > 0:
+            tokens = feats.mean(dim=(3, 4)).transpose(1, 2)  # [B, T_s, d]
+            labels = batch["labels"]  # [B, 4]: colour, shape, motion, background
+            aux = 0.0
+            for name, col in (("color", 0), ("shape", 1), ("background", 3)):
+                pred = self.token_heads[name](tokens)  # [B, T_s, n]
+                aux = aux + F.cross_entropy(pred.flatten(0, 1), labels[:, col].repeat_interleave(tokens.shape[1]))
+            motion = self.motion_head(torch.cat([tokens.mean(1), tokens[:, -1] - tokens[:, 0]], -1))
+            aux = aux + F.cross_entropy(motion, labels[:, 2])
+            pos = batch["position"]  # [B, T, 2] at the encoder's frames, padded like the frames
+            tp, t_s = self.encoder.temporal_patch, tokens.shape[1]
+            pos = torch.cat([pos, pos[:, -1:].expand(-1, t_s * tp - pos.shape[1], -1)], 1)
+            err = F.mse_loss(self.token_heads["position"](tokens), pos.reshape(pos.shape[0], t_s, tp, 2).mean(2))
+            loss = loss + self.aux_weight * (aux + 20 * err)  # position in frame fractions: 20x puts it on par
+            logs.update(aux=aux.detach(), pos_rmse=err.detach().sqrt(),
+                        motion_acc=(motion.argmax(-1) == labels[:, 2]).float().mean())  # fmt: skip
         return loss, logs
 
 
@@ -205,7 +217,7 @@ def main(args) -> dict:
         from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
 
         encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
-        model = ContrastiveObjective(encoder, position_weight=args.position_weight)
+        model = ContrastiveObjective(encoder, aux_weight=args.aux_weight)
         data = WorldClips(args.clips, cfg.seed, fps=ENCODER_FPS, num_frames=args.frames, text=default_text_encoder(24))
         task = Task(
             "pretrain_encoder",
@@ -229,9 +241,7 @@ def parse_args(argv=None):
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
     p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
-    p.add_argument(
-        "--position-weight", type=float, default=0.0, help="encoder: weight of the per-token object-position loss"
-    )
+    p.add_argument("--aux-weight", type=float, default=0.0, help="encoder: weight of the attribute and grounding heads")
     add_dataclass_args(p, TrainConfig)
     args = p.parse_args(argv)
     args.frames = args.frames or (5 if args.part == "vae" else 9)
