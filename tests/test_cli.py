@@ -100,3 +100,22 @@ def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):
         main(["generate", "--prompt", "a blue square", "--reference", str(bad), "--out", str(tmp_path / "o.mp4")]) == 1
     )
     assert "ref.mp4" in capsys.readouterr().err
+
+
+def test_the_build_geometry_makes_the_plan_a_sixteenth_of_stage_b_tokens_at_every_length():
+    from semanticgen_core.config import SemanticSpec, VideoSpec
+    from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
+    from train.embedded import LAT_CONFIG
+    from train.pretrain import ENCODER_CONFIG, ENCODER_FPS, ENCODER_PIXELS
+
+    encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
+    spec = SemanticSpec(fps=ENCODER_FPS, temporal_patch=encoder.temporal_patch, spatial_patch=encoder.spatial_patch,
+                        **ENCODER_PIXELS)  # fmt: skip
+    video = VideoSpec(fps=8)
+    pt, ph, pw = LAT_CONFIG.patch_size
+    for seconds in (0.125, 0.5, 1.0, 2.0, 2.125, 5.0, 8.125, 10.0, 30.0, 60.0):
+        _, t, h, w = video.latent_shape(seconds, 64, 64)
+        ts, hs, ws = spec.grid(seconds, 64, 64)
+        frames = max(1, -(-round(seconds * ENCODER_FPS * 1e6) // 10**6))  # what prepare feeds the encoder
+        assert (ts, hs, ws) == encoder.grid(frames, 64, 64)  # the spec reproduces the encoder's own geometry
+        assert 16 * ts * hs * ws <= (t // pt) * (h // ph) * (w // pw), seconds

@@ -81,10 +81,11 @@ class Build:
         commands = fn()
         prev = self.record["steps"].get(name, {})
         self.record = json.loads(self.path.read_text()) if self.path.is_file() else {"steps": {}}  # other shells
-        self.record["steps"][name] = {
+        self.record["steps"][name] = {  # earlier runs of a step: interrupted, resumed or redone (times kept apart)
             "commands": [self.rel(c) for c in commands],
-            "seconds": round(time.time() - t0, 1) + (prev.get("seconds", 0) if not self.args.force else 0),
+            "seconds": round(time.time() - t0, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "earlier_runs_seconds": prev.get("earlier_runs_seconds", []) + ([prev["seconds"]] if prev else []),
         }
         atomic_write_text(self.path, json.dumps(self.record, indent=1))
         print(f"[embedded] {name}: {time.time() - t0:.1f} s", flush=True)
