@@ -237,7 +237,11 @@ def _encode(out, frames: Iterable, rate: Fraction, crf: int) -> None:
     stream = out.add_stream("libx264", rate=rate)
     stream.height, stream.width = hw[0] + hw[0] % 2, hw[1] + hw[1] % 2
     stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf)}
+    # Same frames, same bytes. Measured: with x264's defaults (or even threads=1) the same frames gave different
+    # files after torch work in the same process (4 distinct files in 8 writes); its macroblock tree (mbtree) is the
+    # sensitive part: mbtree=0 gave one file in 16 writes. One thread on top, so scheduling cannot enter either.
+    stream.thread_count = 1
+    stream.options = {"crf": str(crf), "threads": "1", "x264-params": "threads=1:lookahead-threads=1:mbtree=0"}
     for i, frame in enumerate(itertools.chain([first], it)):
         vf = av.VideoFrame.from_ndarray(_pad_even(_check_frame(frame, i, hw)), format="rgb24")
         vf.pts, vf.time_base = i, 1 / rate

@@ -1,6 +1,5 @@
 """The README's main command: argument checks, and a short clip from the shipped embedded model."""
 
-import numpy as np
 import pytest
 
 from semanticgen_core.cli import main
@@ -62,9 +61,7 @@ def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):
     again = tmp_path / "again.mp4"
     main(["generate", "--prompt", "a red circle moves to the right", "--seconds", "1", "--steps", "3", "--out",
           str(again), "--quiet"])  # fmt: skip
-    # same seed, same video: the generated frames are identical (test_pipeline); libx264 does not always write
-    # byte-identical files for identical frames, so compare the decoded videos up to compression noise
-    assert np.abs(read_video(again).astype(int) - frames).mean() < 3
+    assert again.read_bytes() == out.read_bytes()  # same seed, same file (the encoder is deterministic too)
     assert not list(tmp_path.glob(".*tmp"))
 
 
