@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..semanticgen_core import checks
 from ..semanticgen_core.config import SamplerConfig
 from ..semanticgen_core.pipeline import SemanticGenPipeline
 from ..semanticgen_core.video_io import resample_indices
@@ -146,7 +147,7 @@ def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shif
     pipe = model.pipeline
     ctx, uncond = text_pair(model, positive, negative, pipe.lat_generator.config.text_dim)
     shape = model.video.latent_shape(plan["seconds"], plan["height"], plan["width"])
-    generator = torch.Generator("cpu").manual_seed(seed)
+    generator = checks.generator(seed)
     with cc.on_device(pipe.lat_generator):
         z = pipe.generate_latents(
             plan["plan"],
@@ -249,7 +250,7 @@ class GenerateSemanticPlan:
             )
         ctx, uncond = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
         grid = pipe.plan_grid(seconds, height, width)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generator = checks.generator(seed)
         with cc.on_device(pipe.sem_generator, pipe.lat_generator):  # the pipeline's device is the latent generator's
             z_sem = pipe.generate_plan(
                 ctx.to(pipe.device, pipe.dtype),

@@ -12,12 +12,13 @@ real Wan2.1 / Qwen2.5-VL weights:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
-from . import flow
+from . import checks, flow
 from .checkpoint import check_plan_compatible
 from .compressor import add_plan_noise
 from .config import PipelineConfig, SamplerConfig
@@ -84,7 +85,9 @@ class SemanticGenPipeline:
     # ------------------------------------------------------------------------------------------------------------
 
     def encode_text(self, prompts: list[str], negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device and dtype."""
+        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device and dtype. Prompts longer than the text
+        encoder's max_length are cut there, with a warning that says how much is ignored."""
+        warn_long_prompts(self.text_encoder, [*prompts, negative_prompt])
         ctx, _ = self.text_encoder.encode(list(prompts))
         uncond, _ = self.text_encoder.encode([negative_prompt])
         return ctx.to(self.device, self.dtype), uncond.to(self.device, self.dtype)
@@ -101,6 +104,9 @@ class SemanticGenPipeline:
         """Stage A: sample a compressed plan z_sem [B, k, T_s, H_s, W_s] with full attention and CFG."""
         s = sampler or self.config.sem_sampler
         model = self.sem_generator
+        checks.sampler(s.steps, s.cfg, s.shift)
+        batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
+        checks.memory(model.config, (0, *grid), batch, self.dtype, self.device, "the plan")
         x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
@@ -137,7 +143,12 @@ class SemanticGenPipeline:
         if z_sem.shape[1] != model.config.sem_channels:
             check_plan_compatible(z_sem.shape[1], "", model.config.sem_channels, "", "stage B: ")
         noise = self.config.plan_noise if plan_noise is None else plan_noise
-        z_sem = add_plan_noise(z_sem.to(self.device, self.dtype), noise, generator) if noise > 0 else z_sem
+        checks.sampler(s.steps, s.cfg, s.shift)
+        checks.plan_noise(noise)
+        batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
+        checks.memory(model.config, latent_shape, batch, self.dtype, self.device, "the video latents")
+        z_sem = z_sem.to(self.device, self.dtype)  # whatever the noise: a CPU plan meets a CUDA model here
+        z_sem = add_plan_noise(z_sem, noise, generator) if noise > 0 else z_sem
         x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "latent")
@@ -182,7 +193,9 @@ class SemanticGenPipeline:
     ):
         """Generate videos. Returns uint8 frames [B, F, H, W, 3] (or normalised latents with return_latents)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generator = checks.generator(seed)
+        checks.seconds(seconds)
+        checks.size(height, width)
         cfg = self.config
 
         # 1. Encode text
@@ -203,6 +216,20 @@ class SemanticGenPipeline:
 
         # 5. Decode
         return self.decode(z)
+
+
+def warn_long_prompts(text_encoder, prompts: list[str]) -> None:
+    """Warn (UserWarning) for each prompt past the encoder's max_length tokens: the encoder sees only the start."""
+    counts = text_encoder.token_counts(prompts) if hasattr(text_encoder, "token_counts") else []
+    for prompt, n in zip(prompts, counts):
+        if n > text_encoder.max_length:
+            words = prompt.split()
+            warnings.warn(
+                f"the prompt {' '.join(words[:6])!r}... has {n} tokens; the text encoder reads the first "
+                f"{text_encoder.max_length} and ignores the rest: shorten it to keep every word",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _tagged(callback, stage: str):

@@ -1,6 +1,7 @@
 """The README's main command: argument checks, and a short clip from the shipped embedded model."""
 
 import pytest
+import torch
 
 from semanticgen_core.cli import main
 from semanticgen_core.lab.embedded import PARTS, WEIGHTS_DIR, embedded_path, manifest
@@ -11,11 +12,26 @@ from semanticgen_core.video_io import read_video
     "argv,message",
     [
         (["--out", "x.avi"], "ending in .mp4"),
-        (["--height", "30"], "multiple of 16"),
-        (["--seconds", "0"], "must be > 0"),
-        (["--seconds", "9999"], "must be > 0 and <= 600"),
+        (["--out", "/nonexistent/x.mp4"], "folder '/nonexistent' does not exist"),
+        (["--out", "/tmp"], "ending in .mp4"),
+        (["--out", "/proc/x.mp4"], "cannot write in '/proc'"),
+        (["--height", "30"], "--height=30: must be a multiple of 16"),
+        (["--width", "160000"], "--width=160000: must be an integer in [16, 8192]"),
+        (["--seconds", "0"], "--seconds=0.0: must be a finite number in (0, 600]"),
+        (["--seconds", "9999"], "(0, 600]"),
+        (["--seconds", "nan"], "--seconds=nan"),
         (["--window", "3"], "even number"),
-        (["--steps", "0"], "must be >= 1"),
+        (["--steps", "0"], "--steps=0: must be an integer in [1, 10000]"),
+        (["--cfg", "nan"], "--cfg=nan: must be a finite number in [0, 100]"),
+        (["--cfg", "inf"], "--cfg=inf"),
+        (["--shift", "0"], "--shift=0.0: must be a finite number in [0.01, 100]"),
+        (["--shift", "nan"], "--shift=nan"),
+        (["--plan-noise", "-1"], "--plan-noise=-1.0: must be a finite number in [0, 10]"),
+        (["--plan-noise", "nan"], "--plan-noise=nan"),
+        (["--seed", "-1"], "--seed=-1: must be an integer in [0, 2^64 - 1"),
+        (["--seed", str(2**64)], "--seed=18446744073709551616"),
+        (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device="),
+        (["--device", "tpu"], "--device='tpu'"),
         (["--reference", "/nonexistent/ref.mp4"], "no such file"),
         (["--stage1", "a.safetensors"], "need all of --stage1"),
     ],
