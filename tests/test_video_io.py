@@ -243,8 +243,14 @@ def test_truncated_file_returns_decoded_prefix(tmp_path):
     write_video(path, np.random.default_rng(0).integers(0, 255, (30, H, W, 3), dtype=np.uint8), fps=10)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    frames = read_video(cut)  # moov is at the front (faststart): the first half still decodes
+    with pytest.raises(VideoReadError, match=r"cut.mp4.*(truncated: frames end at|decoding failed)"):
+        read_video(cut)  # never a silently shorter video
+    with pytest.raises(VideoReadError, match="truncated|decoding failed"):
+        read_video(cut, fps=5)
+    with pytest.warns(RuntimeWarning, match=r"returning the \d\.\d\d s"):
+        frames = read_video(cut, partial=True)  # moov is at the front (faststart): the first half still decodes
     assert 0 < len(frames) < 30 and frames.shape[1:] == (H, W, 3)
+    assert len(read_video(cut, max_frames=3)) == 3  # what was asked for is there: no error
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
