@@ -143,6 +143,6 @@ def memory(dit_config, shape, batch: int, dtype: torch.dtype, dev: torch.device,
     need, free = activation_bytes(dit_config, shape, batch, dtype), available_memory(torch.device(dev))
     if free is not None and need > free:
         raise ValueError(
-            f"{what} of shape {tuple(shape)} needs at least {need / 2**30:.1f} GiB of activations, but {dev} has "
+            f"{what} {tuple(shape)} need at least {need / 2**30:.1f} GiB of activations, but {dev} has "
             f"{free / 2**30:.1f} GiB free: lower the height, width or seconds"
         )
