@@ -1,5 +1,6 @@
 """The README's main command: argument checks, and a short clip from the shipped embedded model."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,21 @@ def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):
         main(["generate", "--prompt", "a blue square", "--reference", str(bad), "--out", str(tmp_path / "o.mp4")]) == 1
     )
     assert "ref.mp4" in capsys.readouterr().err
+
+
+def test_sigterm_while_writing_leaves_no_temp_file_and_exits_143(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from semanticgen_core import cli
+    from semanticgen_core.video_io import write_video
+
+    def frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` does while the video is being written
+        yield np.zeros((16, 16, 3), np.uint8)
+
+    monkeypatch.setattr(cli, "generate", lambda args: write_video(args.out, frames(), fps=8))
+    assert main(["generate", "--prompt", "x", "--out", str(tmp_path / "a.mp4")]) == 143
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is only installed while generating
