@@ -194,7 +194,10 @@ class SemanticGenTextEncode:
 
     def encode(self, text):
         from ..semanticgen_core.lab.embedded import manifest
+        from ..semanticgen_core.pipeline import warn_long_prompts
 
+        encoder = text_encoder(manifest()["text_max_length"])
+        warn_long_prompts(encoder, [text])  # the encoder reads max_length tokens: say so when more are given
         with torch.no_grad():
-            ctx, mask = text_encoder(manifest()["text_max_length"]).encode([text])
+            ctx, mask = encoder.encode([text])
         return (make_conditioning(ctx, mask),)

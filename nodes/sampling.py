@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..semanticgen_core import checks
 from ..semanticgen_core.config import SamplerConfig
 from ..semanticgen_core.pipeline import SemanticGenPipeline
 from ..semanticgen_core.video_io import resample_indices
@@ -123,16 +124,18 @@ def reference_path(name: str) -> Path:
 
 
 def reference_source(file: str, sem_fps: float, images=None, fps: float = 16.0, video=None):
-    """uint8 frames [T, H, W, 3] at the semantic fps from a VIDEO, an IMAGE batch at `fps`, or a file (in that order)."""
-    from ..semanticgen_core.video_io import read_video
+    """(uint8 frames [T, H, W, 3] at the semantic fps, duration in seconds) from a VIDEO, an IMAGE batch at `fps`,
+    or a file (in that order)."""
+    from ..semanticgen_core.video_io import read_video, video_info
 
     if video is not None:  # ComfyUI VideoInput (LoadVideo)
         parts = video.get_components()
         images, fps = parts.images, float(parts.frame_rate)
     if images is not None:
         frames = image_to_frames(images)
-        return frames[resample_indices(len(frames), fps, sem_fps)]
-    return read_video(reference_path(file), fps=sem_fps)
+        return frames[resample_indices(len(frames), fps, sem_fps)], len(frames) / fps
+    path = reference_path(file)
+    return read_video(path, fps=sem_fps), video_info(path)["duration"] or None
 
 
 def text_pair(model, positive, negative, text_dim: int):
@@ -146,7 +149,7 @@ def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shif
     pipe = model.pipeline
     ctx, uncond = text_pair(model, positive, negative, pipe.lat_generator.config.text_dim)
     shape = model.video.latent_shape(plan["seconds"], plan["height"], plan["width"])
-    generator = torch.Generator("cpu").manual_seed(seed)
+    generator = checks.generator(seed)
     with cc.on_device(pipe.lat_generator):
         z = pipe.generate_latents(
             plan["plan"],
@@ -204,8 +207,8 @@ class EncodeReferenceSemantics:
         return {"required": required, "optional": optional}
 
     def encode(self, encoder, model, file, width, height, max_seconds, images=None, fps=16.0, video=None):
-        frames = reference_source(file, model.semantic.fps, images, fps, video)
-        frames, seconds = model.pipeline.reference_clip(frames, height, width, max_seconds)
+        frames, duration = reference_source(file, model.semantic.fps, images, fps, video)
+        frames, seconds = model.pipeline.reference_clip(frames, height, width, max_seconds, duration)
         p = model.pipeline
         pipe = SemanticGenPipeline(p.sem_generator, p.lat_generator, p.compressor, None, None, encoder, p.config)
         with cc.on_device(encoder):
@@ -249,7 +252,7 @@ class GenerateSemanticPlan:
             )
         ctx, uncond = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
         grid = pipe.plan_grid(seconds, height, width)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generator = checks.generator(seed)
         with cc.on_device(pipe.sem_generator, pipe.lat_generator):  # the pipeline's device is the latent generator's
             z_sem = pipe.generate_plan(
                 ctx.to(pipe.device, pipe.dtype),

@@ -12,12 +12,14 @@ real Wan2.1 / Qwen2.5-VL weights:
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
-from . import flow
+from . import checks, flow
 from .checkpoint import check_plan_compatible
 from .compressor import add_plan_noise
 from .config import PipelineConfig, SamplerConfig
@@ -63,21 +65,38 @@ class SemanticGenPipeline:
     def plan_grid(self, seconds: float, height: int, width: int) -> tuple[int, int, int]:
         """(T_s, H_s, W_s) of the plan for a clip. The semantic frames cover the video's exact duration (F / fps),
         the span over which training data sample both rates (train/prepare.py)."""
+        checks.seconds(seconds)
+        checks.size(height, width)
         video = self.config.video
         return self.config.semantic.grid(video.num_frames(seconds) / video.fps, height, width)
 
-    def reference_clip(self, frames: np.ndarray, height: int, width: int, seconds: float = 0.0):
+    def reference_clip(
+        self, frames: np.ndarray, height: int, width: int, seconds: float = 0.0, duration: float | None = None
+    ):
         """Reference frames at the semantic fps [F, H', W', 3] -> (the frames the plan needs, centre-cropped to
-        height x width; the video's seconds). The video lasts as long as the reference (len / fps), capped by
-        seconds > 0; the CLI's --reference and the EncodeReferenceSemantics node share this rule."""
+        height x width; the video's seconds). The CLI's --reference and the EncodeReferenceSemantics node share it.
+
+        The video gets the geometry of a training clip (train/prepare.py): F = 4k + 1 frames, as close to `seconds`
+        (> 0) or else to the reference's `duration` as it can be without outlasting the reference, and the plan
+        is made of the semantic frames sampled in F / fps seconds, as prepare.py reads them. duration: the
+        reference's length in seconds (a file's, or its frame count / fps); None estimates len(frames) / sem fps,
+        which can be up to one semantic period long.
+        """
         from .video_io import resize_center_crop
 
         if len(frames) == 0:
             raise ValueError("the reference video has no frames")
-        spec = self.config.semantic
-        length = len(frames) / spec.fps
-        seconds = min(seconds, length) if seconds > 0 else length
-        need = self.plan_grid(seconds, height, width)[0] * spec.temporal_patch
+        spec, video = self.config.semantic, self.config.video
+        length = len(frames) / spec.fps if duration is None else checks.seconds(duration, "reference duration", 1e9)
+        checks.number("seconds", seconds, 0.0, checks.MAX_SECONDS)
+        target = min(seconds, length) if seconds > 0 else length
+        n = video.num_frames(target)
+        while n > 1 and n / video.fps > length + 1e-6:  # never longer than the reference
+            n -= video.temporal_factor
+        seconds = n / video.fps
+        need = max(1, math.ceil(seconds * spec.fps - 1e-6))  # samples at k / fps < seconds, as prepare.py reads
+        if len(frames) < need:
+            raise ValueError(f"the reference has {len(frames)} frames at {spec.fps:g} fps; {seconds:g} s need {need}")
         return resize_center_crop(frames[:need], height, width), seconds
 
     # ------------------------------------------------------------------------------------------------------------
@@ -85,7 +104,9 @@ class SemanticGenPipeline:
     # ------------------------------------------------------------------------------------------------------------
 
     def encode_text(self, prompts: list[str], negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device and dtype."""
+        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device and dtype. Prompts longer than the text
+        encoder's max_length are cut there, with a warning that says how much is ignored."""
+        warn_long_prompts(self.text_encoder, [*prompts, negative_prompt])
         ctx, _ = self.text_encoder.encode(list(prompts))
         uncond, _ = self.text_encoder.encode([negative_prompt])
         return ctx.to(self.device, self.dtype), uncond.to(self.device, self.dtype)
@@ -130,6 +151,11 @@ class SemanticGenPipeline:
         """
         s = sampler or self.config.sem_sampler
         model = self.sem_generator
+        checks.sampler(s.steps, s.cfg, s.shift)
+        batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
+        checks.memory(
+            model.config, (model.config.in_channels, *grid), batch, self.dtype, self.device, "stage A: plans of shape"
+        )
         ctx, extra = self.text_args(ctx, starts, plan_frame_times(grid[0], self.config.semantic))
         x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
@@ -212,7 +238,12 @@ class SemanticGenPipeline:
         if z_sem.shape[1] != model.config.sem_channels:
             check_plan_compatible(z_sem.shape[1], "", model.config.sem_channels, "", "stage B: ")
         noise = self.config.plan_noise if plan_noise is None else plan_noise
-        z_sem = add_plan_noise(z_sem.to(self.device, self.dtype), noise, generator) if noise > 0 else z_sem
+        checks.sampler(s.steps, s.cfg, s.shift)
+        checks.plan_noise(noise)
+        batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
+        checks.memory(model.config, latent_shape, batch, self.dtype, self.device, "stage B: latents of shape")
+        z_sem = z_sem.to(self.device, self.dtype)  # whatever the noise: a CPU plan meets a CUDA model here
+        z_sem = add_plan_noise(z_sem, noise, generator) if noise > 0 else z_sem
         x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "latent")
@@ -261,7 +292,9 @@ class SemanticGenPipeline:
         """
         schedule = prompt if not isinstance(prompt, str) and all(isinstance(p, tuple) for p in prompt) else None
         prompts = [prompt] if isinstance(prompt, str) else [p for _, p in prompt] if schedule else list(prompt)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generator = checks.generator(seed)
+        checks.seconds(seconds)
+        checks.size(height, width)
         cfg = self.config
 
         # 1. Encode text (a schedule: one context per segment, [1, G, S, D])
@@ -291,6 +324,20 @@ class SemanticGenPipeline:
 
         # 5. Decode
         return self.decode(z)
+
+
+def warn_long_prompts(text_encoder, prompts: list[str]) -> None:
+    """Warn (UserWarning) for each prompt past the encoder's max_length tokens: the encoder sees only the start."""
+    counts = text_encoder.token_counts(prompts) if hasattr(text_encoder, "token_counts") else []
+    for prompt, n in zip(prompts, counts):
+        if n > text_encoder.max_length:
+            words = prompt.split()
+            warnings.warn(
+                f"the prompt {' '.join(words[:6])!r}... has {n} tokens; the text encoder reads the first "
+                f"{text_encoder.max_length} and ignores the rest: shorten it to keep every word",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _tagged(callback, stage: str):

@@ -106,6 +106,11 @@ class HFTextEncoder(TextEncoder):
         )
         return out["input_ids"], out["attention_mask"]
 
+    def token_counts(self, prompts: list[str]) -> list[int]:
+        """Tokens of each prompt before truncation to max_length (special tokens included)."""
+        prompts = [clean_prompt(p) if self.clean else p for p in _as_prompts(prompts)]
+        return [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ctx [B, max_length, dim], mask [B, max_length] bool); ctx is 0 past each prompt's true length."""

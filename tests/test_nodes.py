@@ -330,15 +330,15 @@ def test_reference_plan_from_frames_and_from_the_shipped_clip(model, parts):
     node = MAPPINGS["EncodeReferenceSemantics"]()
     frames = np.random.default_rng(0).integers(0, 256, (17, 48, 40, 3), dtype=np.uint8)  # 2 s at 8 fps
     ref = node.encode(encoder, model, "reference_shapes.mp4", 32, 32, 0.0, convert.frames_to_image(frames), 8.0)[0]
-    assert ref["source"] == "reference" and ref["seconds"] == 9 / 4  # 9 frames at 4 fps
+    assert ref["source"] == "reference" and ref["seconds"] == 17 / 8  # 17 frames at 8 fps: a training clip's 17
     assert ref["plan"].shape == (1, 8, 5, 2, 2)  # 17 video frames span 2.125 s -> 9 frames at 4 fps -> 5 pairs
     convert.check_plan(ref, model)
     capped = node.encode(encoder, model, "reference_shapes.mp4", 32, 32, 1.0, convert.frames_to_image(frames), 8.0)[0]
-    assert capped["seconds"] == 1.0 and capped["plan"].shape[2] == 3
+    assert capped["seconds"] == 9 / 8 and capped["plan"].shape[2] == 3  # 1 s -> 9 frames -> 5 semantic -> 3
     shipped = node.encode(encoder, model, "reference_shapes.mp4", 64, 64, 0.0)[0]
-    assert shipped["plan"].shape == (1, 8, 5, 4, 4) and shipped["seconds"] == 9 / 4  # 64 px / 16 per token
+    assert shipped["plan"].shape == (1, 8, 5, 4, 4) and shipped["seconds"] == 17 / 8  # 64 px / 16 per token
     latent = MAPPINGS["SemanticToLatent"]().sample(model, ref, parts["pos"], parts["neg"], 0.1, **SAMPLER, seed=0)[0]
-    assert latent["samples"].shape == (1, 16, 5, 4, 4)  # 2.25 s at 8 fps -> 17 frames -> 5 latent frames
+    assert latent["samples"].shape == (1, 16, 5, 4, 4)  # 17 frames -> 5 latent frames
 
 
 def test_mismatches_name_both_sides(model, plan, parts):

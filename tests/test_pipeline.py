@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -71,15 +73,29 @@ def test_reference_transfer_uses_the_reference_plan(pipe):
 
 
 def test_reference_clip_lasts_as_long_as_the_reference_unless_capped(pipe):
-    frames = np.zeros((9, 40, 48, 3), np.uint8)  # 9 frames at the semantic 2 fps: 4.5 s
-    clip, seconds = pipe.reference_clip(frames, 32, 32)
-    need = pipe.plan_grid(4.5, 32, 32)[0] * 2
-    assert seconds == 4.5 and clip.shape == (min(need, 9), 32, 32, 3)
-    clip, seconds = pipe.reference_clip(frames, 32, 32, seconds=1.0)  # capped: just the frames 1 s of plan needs
-    assert seconds == 1.0 and len(clip) == pipe.plan_grid(1.0, 32, 32)[0] * 2
-    assert pipe.reference_clip(frames, 32, 32, seconds=60.0)[1] == 4.5  # never longer than the reference
+    frames = np.zeros((9, 40, 48, 3), np.uint8)  # 9 frames at the semantic 2 fps of a 4.5 s reference
+    clip, seconds = pipe.reference_clip(frames, 32, 32, duration=4.5)
+    assert seconds == 33 / 8 and clip.shape == (9, 32, 32, 3)  # the longest 4k+1 frames at 8 fps within 4.5 s
+    clip, seconds = pipe.reference_clip(frames, 32, 32, seconds=1.0, duration=4.5)  # capped: 9 frames, 1.125 s
+    assert seconds == 9 / 8 and len(clip) == 3
+    assert pipe.reference_clip(frames, 32, 32, seconds=60.0, duration=4.5)[1] == 33 / 8  # never longer
     with pytest.raises(ValueError, match="no frames"):
         pipe.reference_clip(frames[:0], 32, 32)
+
+
+@pytest.mark.parametrize("duration", [1.0, 2.0, 2.5, 3.3, 5.0, 10.0])
+def test_reference_plans_have_the_geometry_of_training_clips(pipe, duration):
+    """A reference of D seconds gives the frame count and semantic frames prepare.py gives a clip of that length."""
+    video, spec = pipe.config.video, pipe.config.semantic
+    sem_frames = math.ceil(duration * spec.fps - 1e-9)  # read_video(fps=sem fps) of the whole reference
+    clip, seconds = pipe.reference_clip(np.zeros((sem_frames, 32, 32, 3), np.uint8), 32, 32, duration=duration)
+    # prepare.py: the longest 4k+1 bucket that fits, then the semantic frames in the same span
+    n = max(f for f in range(1, 1000, 4) if f <= duration * video.fps + 1e-9)
+    train_sem = len(np.arange(0, n / video.fps - 1e-9, 1 / spec.fps))
+    assert seconds * video.fps == n and len(clip) == train_sem
+    assert video.latent_shape(seconds, 32, 32)[1] == (n - 1) // 4 + 1
+    assert pipe.plan_grid(seconds, 32, 32)[0] == math.ceil(train_sem / spec.temporal_patch)
+    assert pipe.plan_from_video(clip).shape[2] == pipe.plan_grid(seconds, 32, 32)[0]
 
 
 def test_mismatched_parts_are_named():

@@ -115,6 +115,11 @@ def test_umt5_single_folder_truncation_and_dtype(umt5_pipeline, tmp_path):
     enc = load_text_encoder("umt5", tmp_path, max_length=4)
     ctx, mask = enc.encode(["a cat runs on the green grass"])
     assert ctx.shape == (1, 4, 16) and mask.all()  # truncated to max_length
+    from semanticgen_core.pipeline import warn_long_prompts
+
+    assert enc.token_counts(["a cat runs on the green grass", "a"]) == [8, 2]  # 7 pieces + eos: cut at 4
+    with pytest.warns(UserWarning, match="has 8 tokens; the text encoder reads the first 4"):
+        warn_long_prompts(enc, ["a cat runs on the green grass"])
     default = UMT5TextEncoder.from_pretrained(tmp_path, dtype="bf16")
     assert default.max_length == 512 and default.dtype == torch.bfloat16
     ctx, mask = default.encode("a dog")

@@ -92,8 +92,28 @@ def test_manifests(tmp_path):
     (tmp_path / "m.csv").write_text('video,caption\nv/a.mp4,"hello, world"\n')
     assert discover_pairs(tmp_path / "m.jsonl") == [(tmp_path / "v" / "a.mp4", "hi")]
     assert discover_pairs(tmp_path / "m.csv") == [(tmp_path / "v" / "a.mp4", "hello, world")]
-    with pytest.raises(ValueError, match="no .txt caption"):
-        discover_pairs(tmp_path / "v")
+    assert discover_pairs(tmp_path / "v") == [(tmp_path / "v" / "a.mp4", None)]  # no caption: prepare skips it
+    with pytest.raises(FileNotFoundError, match="--videos .*nowhere: no such folder"):
+        discover_pairs(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no video files"):
+        discover_pairs(tmp_path / "empty")
+
+
+def test_captionless_videos_are_skipped_with_reasons_and_an_empty_cache_says_so(tmp_path, capsys):
+    from train import stage1
+
+    videos = tmp_path / "v"
+    videos.mkdir()
+    write_video(videos / "a.mp4", np.zeros((9, 32, 32, 3), np.uint8), fps=8)
+    write_video(videos / "b.mp4", np.zeros((9, 32, 32, 3), np.uint8), fps=8)
+    (videos / "b.txt").write_text("  \n")
+    result = prepare(PrepareConfig(**TINY), discover_pairs(videos), tmp_path / "cache", tiny_components())
+    reasons = {Path(r["video"]).name: r["reason"] for r in result["skipped"]}
+    assert reasons == {"a.mp4": "no caption (no .txt beside it, or no caption field)", "b.mp4": "empty caption"}
+    assert "skipped 1: empty caption" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="holds no samples: all 2 videos were skipped"):
+        stage1.main(stage1.parse_args(["--data", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]))
 
 
 def test_bucket_sampler_is_deterministic_sharded_and_resumable(cache):

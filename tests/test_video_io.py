@@ -134,6 +134,23 @@ def test_failed_write_is_atomic(tmp_path):
     assert os.listdir(tmp_path) == ["clip.mp4"] and len(read_video(path)) == 3
 
 
+def test_same_frames_same_bytes(tmp_path):
+    """libx264 wrote different files for the same frames after torch work in the process (4 of 8 differed)."""
+    t, (y, x) = np.arange(17)[:, None, None], np.mgrid[:64, :64]
+    disc = (x[None] - 10 - 2.5 * t) ** 2 + (y[None] - 32) ** 2 < 100  # a disc moving right over a gradient
+    frames = np.zeros((17, 64, 64, 3), np.uint8)
+    frames[..., 0] = np.where(disc, 220, 30 + x[None] * 2)
+    frames[..., 1] = np.where(disc, 40, 60 + y[None])
+    files = set()
+    for i in range(4):
+        a = torch.randn(300, 300, generator=torch.Generator().manual_seed(i))
+        for _ in range(10):
+            a = a @ a / 300
+        write_video(tmp_path / "a.mp4", iter(frames) if i % 2 else frames, fps=8)
+        files.add((tmp_path / "a.mp4").read_bytes())
+    assert len(files) == 1
+
+
 # ----------------------------------------------------------------------------------------------------- reading
 
 FORMATS = {
@@ -226,8 +243,14 @@ def test_truncated_file_returns_decoded_prefix(tmp_path):
     write_video(path, np.random.default_rng(0).integers(0, 255, (30, H, W, 3), dtype=np.uint8), fps=10)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    frames = read_video(cut)  # moov is at the front (faststart): the first half still decodes
+    with pytest.raises(VideoReadError, match=r"cut.mp4.*(truncated: frames end at|decoding failed)"):
+        read_video(cut)  # never a silently shorter video
+    with pytest.raises(VideoReadError, match="truncated|decoding failed"):
+        read_video(cut, fps=5)
+    with pytest.warns(RuntimeWarning, match=r"returning the \d\.\d\d s"):
+        frames = read_video(cut, partial=True)  # moov is at the front (faststart): the first half still decodes
     assert 0 < len(frames) < 30 and frames.shape[1:] == (H, W, 3)
+    assert len(read_video(cut, max_frames=3)) == 3  # what was asked for is there: no error
 
 
 # ----------------------------------------------------------------------------------------------------- helpers

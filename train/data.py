@@ -50,27 +50,32 @@ def _manifest_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def discover_pairs(source: str | Path) -> list[tuple[Path, str]]:
+def discover_pairs(source: str | Path) -> list[tuple[Path, str | None]]:
     """(video path, caption) pairs from a folder (a `.txt` caption beside each video) or a JSONL / CSV manifest.
 
-    Manifest rows need `video` and `caption` columns; relative video paths are relative to the manifest's folder.
-    Videos in a folder without a caption file are an error that lists them (a silent skip would shrink the data).
+    Manifest rows need a `video` column; relative video paths are relative to the manifest's folder. A video
+    without a caption (no .txt beside it, or no caption in its row) gets None: prepare.py skips it and says why.
     """
     source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"--videos {source}: no such folder or manifest file")
     if source.is_dir():
         videos = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
-        missing = [str(v) for v in videos if not v.with_suffix(".txt").is_file()]
-        if missing:
-            raise ValueError(f"{len(missing)} videos in {source} have no .txt caption beside them: {missing[:5]}")
-        return [(v, v.with_suffix(".txt").read_text(encoding="utf-8").strip()) for v in videos]
+        if not videos:
+            raise ValueError(f"--videos {source}: no video files ({', '.join(VIDEO_EXTS)}) in this folder")
+        txt = [v.with_suffix(".txt") for v in videos]
+        return [(v, t.read_text(encoding="utf-8").strip() if t.is_file() else None) for v, t in zip(videos, txt)]
     if source.suffix not in (".jsonl", ".csv"):
         raise ValueError(f"{source}: expected a folder of videos with .txt captions, or a .jsonl / .csv manifest")
     pairs = []
     for i, row in enumerate(_manifest_rows(source)):
-        if not row.get("video") or row.get("caption") is None:
+        if not row.get("video"):
             raise ValueError(f"{source}: row {i + 1} needs 'video' and 'caption' fields, got {sorted(row)}")
-        video = Path(row["video"])
-        pairs.append((video if video.is_absolute() else source.parent / video, str(row["caption"]).strip()))
+        video, caption = Path(row["video"]), row.get("caption")
+        caption = None if caption is None else str(caption).strip()
+        pairs.append((video if video.is_absolute() else source.parent / video, caption))
+    if not pairs:
+        raise ValueError(f"--videos {source}: the manifest has no rows")
     return pairs
 
 
@@ -100,6 +105,10 @@ def read_cache_info(root: str | Path) -> dict:
         raise ValueError(f"{folder}: cache format {info['format']} is newer than this code ({CACHE_FORMAT})")
     if not info.get("complete"):
         raise ValueError(f"{folder}: the cache was not finished; rerun train/prepare.py (it reuses what is done)")
+    if not info.get("samples"):
+        skipped = info.get("skipped", [])
+        why = f": all {len(skipped)} videos were skipped, e.g. {skipped[0]['reason']}" if skipped else ""
+        raise ValueError(f"{folder}: the cache holds no samples{why}; prepare usable videos first")
     return {**info, "dir": str(folder)}
 
 

@@ -28,16 +28,20 @@ from tqdm.auto import tqdm
 from semanticgen_core import flow
 from train.data import BucketBatchSampler, CachedLatentDataset, collate
 from train.state import (
+    BadState,
     StopFlag,
     ema_state_dict,
     latest_state,
     load_training_state,
     local_part,
+    newest_intact_state,
     remove_partial_states,
     replica_hashes,
     save_training_state,
+    set_aside_newer_states,
     trainable,
     update_ema,
+    verify_state,
 )
 from train.utils import add_dataclass_args, atomic_write_text, opt, plot_losses
 
@@ -203,18 +207,16 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
     ema = {k: local_part(p).detach().float().clone() for k, p in trainable(accelerator.unwrap_model(model)).items()}
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)  # CPU: same noise on any device
 
-    # resume (or refuse to overwrite a run that has states)
+    # resume from the newest intact state (or refuse to overwrite a run that has states)
     if main:
         remove_partial_states(run)
     accelerator.wait_for_everyone()
-    found = latest_state(run) if resume == "auto" else Path(resume) if resume else None
-    if found is not None and not (found / "trainer_state.json").is_file():
-        raise SystemExit(f"{found}: not a training state folder (no trainer_state.json)")
     if resume is None and latest_state(run) is not None:
         raise SystemExit(f"{run} already has training states; pass --resume to continue it, or choose a new --out")
+    found = _state_to_resume(accelerator, run, resume)
     ts = {"step": 0, "epoch": 0, "batch": 0, "losses": [], "resumed_from": []}
     if found is not None:
-        ts = load_training_state(accelerator, found, model, ema, generator)
+        ts = load_training_state(accelerator, found, model, optimizer, ema, generator)
         scheduler.load_state_dict(ts["scheduler"])
         # the rate and its schedule come from this command line (a later phase may train with another --lr)
         scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
@@ -224,7 +226,10 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
         ts["resumed_from"].append(ts["step"])
         accelerator.step = ts["step"] * cfg.grad_accum  # aligns accelerate's accumulation counter
         if main:
+            set_aside_newer_states(run, ts["step"])
+            _truncate_log(run / "log.jsonl", ts["step"])  # the steps after it are trained (and logged) again
             print(f"resumed from {found} at step {ts['step']}", flush=True)
+        accelerator.wait_for_everyone()
     ts.update(world=accelerator.num_processes, distributed=str(accelerator.distributed_type))
     ts["ddp"] = accelerator.num_processes > 1 and accelerator.distributed_type != DistributedType.FSDP
     if main:
@@ -285,7 +290,7 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
             # 4. training state, export, loss curve; a sample
             if step % cfg.ckpt_every == 0 or done or stopping:
                 ts["scheduler"] = scheduler.state_dict()
-                save_training_state(accelerator, run, model, ema, generator, ts, cfg.keep_states)
+                save_training_state(accelerator, run, model, optimizer, ema, generator, ts, cfg.keep_states)
                 last_saved = step
                 _export(accelerator, task, model, ema, export_path, step)
                 if main:
@@ -310,6 +315,44 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
             raise RuntimeError(f"processes ended with different weights: {hashes}")
     accelerator.end_training()
     return {"step": ts["step"], "export": export_path, "state": latest_state(run), "stopped_by": stop.signal}
+
+
+def _state_to_resume(accelerator, run: Path, resume: str | None) -> Path | None:
+    """The state folder to resume from: the newest intact one ("auto"; the main process sets bad ones aside, naming
+    each) or the one given (checked on every rank); None to start fresh."""
+    if resume is None:
+        return None
+    if resume != "auto":
+        folder = Path(resume)
+        if not (folder / "trainer_state.json").is_file():
+            raise SystemExit(f"{folder}: not a training state folder (no trainer_state.json)")
+        try:
+            verify_state(folder)
+        except BadState as err:
+            intact = "; --resume alone takes the newest intact state" if latest_state(run) else ""
+            raise SystemExit(f"cannot resume from {folder}: {err}{intact}") from err
+        return folder
+    if accelerator.is_main_process:
+        had_states = latest_state(run) is not None
+        if newest_intact_state(run) is None and had_states:
+            raise SystemExit(f"{run / 'states'}: no intact training state to resume from (see the messages above)")
+    accelerator.wait_for_everyone()
+    return latest_state(run)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log.jsonl records after `step` (written before an interruption, about to be trained again)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    keep = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def exit_status(result: dict) -> int:
+    """Process exit status of a training run: 130 after SIGINT, 143 after SIGTERM (so `stage1 && stage2` stops)."""
+    return {"SIGINT": 130, "SIGTERM": 143}.get(result.get("stopped_by") or "", 0)
 
 
 def _export(accelerator, task: Task, model, ema, path: Path, step: int) -> None:

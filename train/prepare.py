@@ -8,7 +8,8 @@ Videos are read twice (paper Sec. 4): at `vae_fps` (24) for the VAE and at `sem_
 encoder, over the same time span, resized and centre-cropped to the size bucket of nearest aspect ratio and cut to
 the longest frame bucket that fits. Output goes to CACHE/<key>/ where the key hashes every setting that changes
 the content, so a changed setting never reuses stale tensors; rerunning with the same settings reuses the samples
-already encoded (a crashed run resumes). Unreadable or too-short videos are reported and skipped with a count.
+already encoded (a crashed run resumes). Unreadable, too-short, truncated and captionless videos are reported and
+skipped with their reasons; a missing folder or a cache with no sample is a clear error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import json
 import math
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -206,6 +208,11 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
         shard_no += 1
 
     for video, caption in tqdm(pairs, desc="prepare", unit="video"):
+        if not caption:  # None: no caption file / field; "": an empty one. Training on no text teaches nothing
+            reason = "no caption (no .txt beside it, or no caption field)" if caption is None else "empty caption"
+            skipped.append({"video": str(video), "reason": reason})
+            tqdm.write(f"skipped {video}: {reason}")
+            continue
         sid = sample_id(video, caption) if video.is_file() else None
         if sid is not None and (sid in index["entries"] or sid in pending):
             samples.append(sid)
@@ -230,14 +237,23 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
     index.update(samples=samples, skipped=skipped, complete=True)
     atomic_write_text(index_path, json.dumps(index, indent=1))
     print(f"cache {folder}: {encoded} encoded, {len(samples) - encoded} reused, {len(skipped)} skipped")
+    for reason, count in sorted(Counter(r["reason"].split(":")[0] for r in skipped).items()):
+        print(f"  skipped {count}: {reason}")
     return {**index, "dir": str(folder), "encoded": encoded, "reused": len(samples) - encoded}
 
 
 def main(args: argparse.Namespace) -> dict:
     cfg = from_args(PrepareConfig, args)
-    result = prepare(cfg, discover_pairs(args.videos), args.out)
+    try:
+        pairs = discover_pairs(args.videos)
+    except (OSError, ValueError) as err:
+        raise SystemExit(str(err)) from err
+    result = prepare(cfg, pairs, args.out)
     if not result["samples"]:
-        raise SystemExit(f"no usable videos in {args.videos} ({len(result['skipped'])} skipped)")
+        raise SystemExit(
+            f"no usable videos in {args.videos}: all {len(result['skipped'])} were skipped (reasons above, and in "
+            f"{result['dir']}/{INDEX_NAME}); stage 1 and 2 cannot train on this cache"
+        )
     return result
 
 

@@ -34,6 +34,7 @@ from train.loop import (  # noqa: E402
     TrainConfig,
     add_run_args,
     check_fits,
+    exit_status,
     flow_matching_loss,
     load_sample_vae,
     stage_settings,
@@ -133,4 +134,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(exit_status(main(parse_args())))  # 130 / 143 after SIGINT / SIGTERM

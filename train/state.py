@@ -1,13 +1,18 @@
-"""Training state: EMA of the trainable weights, RNG states, atomic save / resume of everything, signal handling.
+"""Training state: EMA of the trainable weights, RNG states, atomic and checksummed save / resume, signal handling.
 
-A state folder RUN/states/step-00000100/ holds accelerate's save_state (model.safetensors, optimizer.bin,
-random_states_<rank>.pkl), ema_<rank>.safetensors, rng_<rank>.safetensors (training generator, torch / CUDA
-generators; numpy and python states as JSON metadata) and trainer_state.json (step, data position, scheduler,
-loss history). It is written to a temp folder and renamed, so a kill at any moment leaves the previous state intact.
+A state folder RUN/states/step-00000100/ holds model.safetensors (the full model), optimizer.safetensors +
+optimizer.json (the optimizer's tensors, and its hyper-parameters and scalar state as JSON), ema_<rank>.safetensors,
+rng_<rank>.safetensors (training generator, torch / CUDA generators; numpy and python states as JSON metadata),
+trainer_state.json (step, data position, scheduler, loss history) and checksums.json (sha256 of every other file),
+written last. Nothing in it is a pickle. (FSDP runs keep accelerate's sharded save_state, whose optimizer and RNG
+files are torch.save pickles read back with torch.load(weights_only=True), which only rebuilds tensors and plain
+containers.) A state is written to a temp folder and renamed, so a kill at any moment leaves the previous state
+intact; resume checks the checksums and takes the newest intact state, naming every bad one.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,12 +27,14 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedType
 from accelerate.utils import gather_object
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
 from semanticgen_core.checkpoint import atomic_save_file
 from train.utils import atomic_write_text
+
+CHECKSUMS = "checksums.json"  # sha256 of every other file of a state, written last
 
 
 def local_part(t: torch.Tensor) -> torch.Tensor:
@@ -93,10 +100,15 @@ def _set_rng_state(path: Path, generator: torch.Generator) -> None:
     random.setstate((version, tuple(mt), json.loads(meta["python_gauss"])))
 
 
-def latest_state(run: Path) -> Path | None:
-    """The newest complete training state in RUN/states (temp folders of interrupted saves are ignored)."""
+def state_folders(run: Path) -> list[Path]:
+    """RUN/states/step-N folders, newest first (temp folders of interrupted saves are not among them)."""
     found = [p for p in (run / "states").glob("step-*") if re.fullmatch(r"step-\d+", p.name)]
-    return max(found, key=lambda p: int(p.name[5:]), default=None)
+    return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+
+def latest_state(run: Path) -> Path | None:
+    """The newest training state folder in RUN/states (not verified: see newest_intact_state)."""
+    return next(iter(state_folders(run)), None)
 
 
 def remove_partial_states(run: Path) -> None:
@@ -105,37 +117,167 @@ def remove_partial_states(run: Path) -> None:
         shutil.rmtree(p)
 
 
-def save_training_state(accelerator, run: Path, model, ema, generator, ts: dict, keep: int) -> Path:
-    """Write RUN/states/step-N atomically (temp folder + rename) on all ranks; keep the newest `keep`."""
-    states, rank = run / "states", accelerator.process_index
+class BadState(Exception):
+    """A training state folder that cannot be trusted; the message names the file and the reason."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_state(folder: Path) -> None:
+    """Raise BadState naming the first missing, changed or unreadable file of a state folder."""
+    sums = folder / CHECKSUMS
+    if not sums.is_file():
+        if (folder / "optimizer.bin").is_file() and (folder / "trainer_state.json").is_file():
+            return  # written before checksums existed: nothing to check it against
+        raise BadState(f"{sums}: missing (the save did not finish, or this is not a training state)")
+    try:
+        expected = json.loads(sums.read_text())
+    except (OSError, ValueError) as err:
+        raise BadState(f"{sums}: unreadable ({err})") from err
+    for name, digest in sorted(expected.items()):
+        path = folder / name
+        if not path.is_file():
+            raise BadState(f"{path}: missing")
+        if _sha256(path) != digest:
+            raise BadState(f"{path}: checksum mismatch (the file was truncated or changed after it was saved)")
+
+
+def newest_intact_state(run: Path, log=print) -> Path | None:
+    """The newest state whose files match their checksums; each newer bad one is named and renamed aside to
+    RUN/states/bad-step-N (kept for inspection, never taken by a later resume or counted by the rotation)."""
+    for folder in state_folders(run):
+        try:
+            verify_state(folder)
+            return folder
+        except BadState as err:
+            aside = folder.with_name(f"bad-{folder.name}")
+            os.replace(folder, aside)
+            log(f"skipping bad training state: {err}; moved it to {aside}")
+    return None
+
+
+def set_aside_newer_states(run: Path, step: int, log=print) -> None:
+    """States newer than the one resumed from belong to an abandoned continuation: rename them to
+    RUN/states/abandoned-step-N, so that neither a later resume nor the rotation mistakes them for progress."""
+    for folder in state_folders(run):
+        if int(folder.name[5:]) > step:
+            aside = folder.with_name(f"abandoned-{folder.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(folder, aside)
+            log(f"{folder} is newer than the resumed state: moved it to {aside}")
+
+
+def _optimizer_files(optimizer) -> tuple[dict, dict]:
+    """(tensors, JSON) of an optimizer state dict: tensors as 'state.<param>.<name>', the rest as JSON."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(optimizer, folder: Path) -> None:
+    """Inverse of _optimizer_files."""
+    tensors = _read(folder / "optimizer.safetensors", load_file)
+    meta = _read(folder / "optimizer.json", lambda p: json.loads(Path(p).read_text()))
+    state: dict = {}
+    for key, v in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, st in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(st)
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _read(path: Path, reader):
+    """reader(path), with any failure turned into BadState naming the file."""
+    try:
+        return reader(str(path))
+    except Exception as err:  # safetensors, JSON and OS errors alike: say which file
+        raise BadState(f"{path}: unreadable ({type(err).__name__}: {err})") from err
+
+
+def save_training_state(accelerator, run: Path, model, optimizer, ema, generator, ts: dict, keep: int) -> Path:
+    """Write RUN/states/step-N atomically (temp folder + rename) on all ranks, checksums last; keep the newest
+    `keep`. A full disk (or any write error) removes the temp folder and exits with a message naming it: the states
+    already saved stay as they were."""
+    states = run / "states"
     final, tmp = states / f"step-{ts['step']:08d}", states / f".tmp-step-{ts['step']:08d}"
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    # model as safetensors; optimizer and accelerate's RNG files via torch.save: our own files, read back with
-    # torch.load(weights_only=True) by accelerate's `load`
-    accelerator.save_state(str(tmp))
-    atomic_save_file(ema, tmp / f"ema_{rank}.safetensors", {"step": str(ts["step"])})
-    tensors, meta = _rng_state(generator)
-    atomic_save_file(tensors, tmp / f"rng_{rank}.safetensors", meta)
-    if accelerator.is_main_process:
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(ts))
+    try:
+        _write_state(accelerator, tmp, model, optimizer, ema, generator, ts)
+    except (OSError, RuntimeError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
+        free = shutil.disk_usage(states).free / 2**20
+        reason = f"the disk is full ({free:.0f} MiB free)" if full else f"{type(err).__name__}: {err}"
+        kept = latest_state(run)
+        raise SystemExit(
+            f"cannot save the training state to {tmp}: {reason}. Nothing saved before was touched"
+            f"{f'; the newest state is {kept}' if kept else ''}: make room, then --resume"
+        ) from err
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():  # the same step saved again: move the old copy aside, so one is always complete
             os.replace(final, states / f".old-{final.name}")
         os.replace(tmp, final)
         shutil.rmtree(states / f".old-{final.name}", ignore_errors=True)
-        for old in sorted(states.glob("step-*"), key=lambda p: int(p.name[5:]))[:-keep]:
+        # newer states were set aside at resume, so `final` is the newest here and the rotation never deletes it
+        for old in state_folders(run)[keep:]:
             os.replace(old, states / f".del-{old.name}")  # a kill mid-delete leaves no half state named step-*
             shutil.rmtree(states / f".del-{old.name}")
     accelerator.wait_for_everyone()
     return final
 
 
-def load_training_state(accelerator, folder: Path, model, ema, generator) -> dict:
-    """Restore what save_training_state wrote; returns the trainer state (step, data position, ...)."""
-    ts = json.loads((folder / "trainer_state.json").read_text())
+def _write_state(accelerator, tmp: Path, model, optimizer, ema, generator, ts: dict) -> None:
+    """The files of one state in `tmp` (all ranks), then checksums.json (main process, after every rank wrote)."""
+    rank, main = accelerator.process_index, accelerator.is_main_process
+    if accelerator.distributed_type == DistributedType.FSDP:
+        accelerator.save_state(str(tmp))  # sharded model and optimizer: accelerate's format (see the docstring)
+    elif main:  # DDP replicas are identical: one copy of the model and the optimizer
+        tmp.mkdir(parents=True, exist_ok=True)
+        atomic_save_file(accelerator.unwrap_model(model).state_dict(), tmp / "model.safetensors", {})
+        tensors, meta = _optimizer_files(optimizer)
+        atomic_save_file(tensors, tmp / "optimizer.safetensors", {})
+        atomic_write_text(tmp / "optimizer.json", json.dumps(meta))
+    accelerator.wait_for_everyone()
+    atomic_save_file(ema, tmp / f"ema_{rank}.safetensors", {"step": str(ts["step"])})
+    tensors, meta = _rng_state(generator)
+    atomic_save_file(tensors, tmp / f"rng_{rank}.safetensors", meta)
+    if main:
+        atomic_write_text(tmp / "trainer_state.json", json.dumps(ts))
+    accelerator.wait_for_everyone()
+    if main:
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        sums = {str(p.relative_to(tmp)): _sha256(p) for p in files}
+        atomic_write_text(tmp / CHECKSUMS, json.dumps(sums, indent=1))
+
+
+def load_training_state(accelerator, folder: Path, model, optimizer, ema, generator) -> dict:
+    """Restore what save_training_state wrote; returns the trainer state (step, data position, ...). Any file
+    that cannot be read exits with a message naming it."""
+    try:
+        return _load_state(accelerator, folder, model, optimizer, ema, generator)
+    except BadState as err:
+        raise SystemExit(f"cannot resume from {folder}: {err}") from err
+
+
+def _load_state(accelerator, folder: Path, model, optimizer, ema, generator) -> dict:
+    ts = _read(folder / "trainer_state.json", lambda p: json.loads(Path(p).read_text()))
     ddp = accelerator.num_processes > 1 and accelerator.distributed_type != DistributedType.FSDP
     if ts["ddp"] != ddp or (
         accelerator.distributed_type == DistributedType.FSDP and ts["world"] != accelerator.num_processes
@@ -144,19 +286,26 @@ def load_training_state(accelerator, folder: Path, model, ema, generator) -> dic
             f"{folder} was saved by {ts['world']} process(es) ({ts['distributed']}); this launch has "
             f"{accelerator.num_processes} ({accelerator.distributed_type}). Resume with the same kind of launch."
         )
-    # model from safetensors; optimizer and accelerate's RNG files with torch.load(weights_only=True) (its `load`)
-    accelerator.load_state(str(folder))
+    if (folder / "optimizer.safetensors").is_file():
+        weights = _read(folder / "model.safetensors", load_file)
+        accelerator.unwrap_model(model).load_state_dict(weights)
+        _load_optimizer(optimizer, folder)
+    else:  # FSDP, or a state written before the pickle-free format: accelerate's loader (torch.load weights_only)
+        try:
+            accelerator.load_state(str(folder))
+        except Exception as err:
+            raise BadState(f"accelerate could not load it ({type(err).__name__}: {err})") from err
     rank = accelerator.process_index
     ema_file, rng_file = folder / f"ema_{rank}.safetensors", folder / f"rng_{rank}.safetensors"
     if not ema_file.is_file():  # more processes than the run that saved: DDP replicas are identical
         ema_file = folder / "ema_0.safetensors"
-    saved = load_file(str(ema_file))
+    saved = _read(ema_file, load_file)
     if set(saved) != set(ema):
         raise SystemExit(f"{ema_file}: EMA holds {sorted(set(saved) ^ set(ema))[:5]} that this model does not match")
     for k in ema:
         ema[k].copy_(saved[k])
-    if rng_file.is_file():  # after accelerate's: ours also holds the training generator
-        _set_rng_state(rng_file, generator)
+    if rng_file.is_file():  # ours also holds the training generator
+        _read(rng_file, lambda p: _set_rng_state(Path(p), generator))
     else:  # more processes than the run that saved: a fresh stream for this rank, still a function of the step
         generator.manual_seed(ts["step"] * 1_000_003 + rank)
     return ts
