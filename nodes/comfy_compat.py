@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -150,8 +151,8 @@ PLAN_FOLDER = "semantic_plans"  # output/semantic_plans/: plans written by Save 
 
 
 def plan_dir() -> Path:
-    """Where Save Semantic Plan writes: ComfyUI's output/semantic_plans/ (outside ComfyUI: ./output/semantic_plans)."""
-    root = folder_paths.get_output_directory() if IN_COMFY else "output"
+    """Where Save Semantic Plan writes: ComfyUI's output/semantic_plans/ (outside ComfyUI: a temp folder)."""
+    root = folder_paths.get_output_directory() if IN_COMFY else Path(tempfile.gettempdir()) / "semanticgen"
     return Path(root) / PLAN_FOLDER
 
 
