@@ -1,6 +1,17 @@
 """ComfyUI nodes (thin glue over semanticgen_core), registered with the classic NODE_CLASS_MAPPINGS API."""
 
 from .loaders import LoadSemanticEncoder, SemanticGenModelLoader, SemanticGenTextEncode, SemanticGenVAELoader
+from .plans import (
+    BlendSemanticPlans,
+    LoadSemanticPlan,
+    RegeneratePlanRange,
+    RepeatSemanticPlan,
+    SaveSemanticPlan,
+    SemanticGenPromptSchedule,
+    SemanticGenPromptScheduleText,
+    SpliceSemanticPlans,
+    TakePlanRange,
+)
 from .sampling import (
     EncodeReferenceSemantics,
     GenerateSemanticPlan,
@@ -21,6 +32,15 @@ NODE_CLASS_MAPPINGS = {
     "SemanticToLatent": SemanticToLatent,
     "SwinLongVideoSampler": SwinLongVideoSampler,
     "SemanticGenDecode": SemanticGenDecode,
+    "SemanticGenPromptSchedule": SemanticGenPromptSchedule,
+    "SemanticGenPromptScheduleText": SemanticGenPromptScheduleText,
+    "SaveSemanticPlan": SaveSemanticPlan,
+    "LoadSemanticPlan": LoadSemanticPlan,
+    "TakePlanRange": TakePlanRange,
+    "SpliceSemanticPlans": SpliceSemanticPlans,
+    "RepeatSemanticPlan": RepeatSemanticPlan,
+    "BlendSemanticPlans": BlendSemanticPlans,
+    "RegeneratePlanRange": RegeneratePlanRange,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SemanticGenModelLoader": "SemanticGen Model Loader",
@@ -33,4 +53,13 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SemanticToLatent": "Semantic To Latent (stage B)",
     "SwinLongVideoSampler": "Swin Long Video Sampler (stage B, long)",
     "SemanticGenDecode": "SemanticGen Decode",
+    "SemanticGenPromptSchedule": "SemanticGen Prompt Schedule",
+    "SemanticGenPromptScheduleText": "SemanticGen Prompt Schedule (text, embedded MiniLM)",
+    "SaveSemanticPlan": "Save Semantic Plan",
+    "LoadSemanticPlan": "Load Semantic Plan",
+    "TakePlanRange": "Take Plan Range",
+    "SpliceSemanticPlans": "Splice Semantic Plans",
+    "RepeatSemanticPlan": "Repeat Semantic Plan",
+    "BlendSemanticPlans": "Blend Semantic Plans",
+    "RegeneratePlanRange": "Regenerate Plan Range (stage A)",
 }

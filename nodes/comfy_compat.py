@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -144,3 +145,33 @@ def input_path(name: str) -> Path | None:
         return None
     path = Path(folder_paths.get_annotated_filepath(name))
     return path if path.is_file() else None
+
+
+PLAN_FOLDER = "semantic_plans"  # output/semantic_plans/: plans written by Save Semantic Plan
+
+
+def plan_dir() -> Path:
+    """Where Save Semantic Plan writes: ComfyUI's output/semantic_plans/ (outside ComfyUI: a temp folder)."""
+    root = folder_paths.get_output_directory() if IN_COMFY else Path(tempfile.gettempdir()) / "semanticgen"
+    return Path(root) / PLAN_FOLDER
+
+
+def plan_files() -> list[str]:
+    """Plan files (.safetensors) in output/semantic_plans/ (by name) and in input/ (as 'input/NAME')."""
+    saved = sorted(p.name for p in plan_dir().glob("*.safetensors")) if plan_dir().is_dir() else []
+    if not IN_COMFY:
+        return saved
+    root = Path(folder_paths.get_input_directory())
+    return saved + sorted(f"input/{p.name}" for p in root.glob("*.safetensors"))
+
+
+def plan_path(name: str) -> Path:
+    """A plan file from `plan_files()`, or an existing path."""
+    if name.startswith("input/") and IN_COMFY:
+        path = Path(folder_paths.get_input_directory()) / name[len("input/") :]
+    else:
+        path = plan_dir() / name
+    for p in (path, Path(name)):
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"plan {name!r} is neither in {plan_dir()} nor in ComfyUI's input/ folder")

@@ -18,7 +18,9 @@ from einops import rearrange
 from ..semanticgen_core.checkpoint import check_plan_compatible
 from ..semanticgen_core.config import SemanticSpec, VideoSpec
 from ..semanticgen_core.pipeline import SemanticGenPipeline
+from ..semanticgen_core.plan_io import SemanticPlan
 from ..semanticgen_core.preview import features_to_rgb
+from ..semanticgen_core.schedule import check_schedule
 from ..semanticgen_core.vae import denormalize_latents, normalize_latents  # noqa: F401 (node helpers)
 from . import comfy_compat as cc
 
@@ -47,8 +49,10 @@ class SemanticGenModel:
         return self.pipeline.config.video
 
 
-def make_plan(z_sem: torch.Tensor, spec: SemanticSpec, seconds: float, height: int, width: int, source: str) -> dict:
-    """SEMANTIC_PLAN: the compressed plan [B, k, T_s, H_s, W_s] (CPU float32) with what it was made for."""
+def make_plan(z_sem: torch.Tensor, spec: SemanticSpec, seconds: float, height: int, width: int, source: str,
+              video: VideoSpec | None = None, schedule=None) -> dict:  # fmt: skip
+    """SEMANTIC_PLAN: the compressed plan [B, k, T_s, H_s, W_s] (CPU float32) with what it was made for (and, for
+    plan files and edits, the video spec and the prompt schedule)."""
     return {
         "plan": z_sem.detach().float().cpu(),
         "spec": spec,
@@ -56,7 +60,22 @@ def make_plan(z_sem: torch.Tensor, spec: SemanticSpec, seconds: float, height: i
         "height": int(height),
         "width": int(width),
         "source": source,
+        "video": video,
+        "schedule": schedule,
     }
+
+
+def plan_to_core(plan: dict) -> SemanticPlan:
+    """SEMANTIC_PLAN -> semanticgen_core.plan_io.SemanticPlan."""
+    if plan.get("video") is None:
+        raise ValueError(f"this {plan['source']} plan does not record its video spec; make it again with this version")
+    return SemanticPlan(plan["plan"], plan["spec"], plan["video"], plan["seconds"], plan["height"], plan["width"],
+                        plan["source"], plan.get("schedule"))  # fmt: skip
+
+
+def plan_from_core(p: SemanticPlan) -> dict:
+    """semanticgen_core.plan_io.SemanticPlan -> SEMANTIC_PLAN."""
+    return make_plan(p.z, p.semantic, p.seconds, p.height, p.width, p.source, p.video, p.schedule)
 
 
 def check_plan(plan: dict, model: SemanticGenModel) -> None:
@@ -126,6 +145,34 @@ def parse_conditioning(conditioning, text_dim: int, model_name: str) -> torch.Te
     if mask is not None and tuple(mask.shape) == tuple(ctx.shape[:2]):
         ctx = ctx * mask.to(ctx.device, ctx.dtype)[..., None]
     return ctx.float()
+
+
+SCHEDULE_START = "semanticgen_start"  # CONDITIONING extra: start time (s) of a prompt-schedule entry
+
+
+def schedule_conditioning(conditionings: list, starts: list[float]) -> list:
+    """A prompt schedule as one CONDITIONING: one entry per prompt, its start time in the entry's extras."""
+    check_schedule([(float(s), "") for s in starts], what="prompt schedule")
+    out = []
+    for c, start in zip(conditionings, starts):
+        if not isinstance(c, (list, tuple)) or len(c) != 1:
+            raise ValueError("each prompt of a schedule must be one CONDITIONING entry (one text encode)")
+        extra = dict(c[0][1]) if len(c[0]) > 1 and isinstance(c[0][1], dict) else {}
+        out.append([c[0][0], {**extra, SCHEDULE_START: float(start)}])
+    return out
+
+
+def parse_prompt_conditioning(conditioning, text_dim: int, model_name: str):
+    """CONDITIONING -> (ctx [B, S, D], None), or for a prompt schedule (from the Prompt Schedule nodes)
+    (ctx [1, G, S, D], starts [G] seconds)."""
+    entries = conditioning if isinstance(conditioning, (list, tuple)) else []
+    starts = [e[1].get(SCHEDULE_START) if len(e) > 1 and isinstance(e[1], dict) else None for e in entries]
+    if len(entries) < 2 or any(s is None for s in starts):
+        return parse_conditioning(conditioning, text_dim, model_name), None
+    ctxs = [parse_conditioning([e], text_dim, model_name)[:1] for e in entries]  # [1, S_g, D]
+    s = max(c.shape[1] for c in ctxs)
+    ctx = torch.stack([torch.nn.functional.pad(c, (0, 0, 0, s - c.shape[1])) for c in ctxs], dim=1)  # [1, G, S, D]
+    return ctx, [float(t) for t in starts]
 
 
 def make_conditioning(ctx: torch.Tensor, mask: torch.Tensor) -> list:

@@ -14,6 +14,7 @@ import torch
 from ..semanticgen_core import checks
 from ..semanticgen_core.config import SamplerConfig
 from ..semanticgen_core.pipeline import SemanticGenPipeline
+from ..semanticgen_core.schedule import check_schedule
 from ..semanticgen_core.video_io import resample_indices
 from . import comfy_compat as cc
 from .convert import (
@@ -25,6 +26,7 @@ from .convert import (
     make_plan,
     normalize_latents,
     parse_conditioning,
+    parse_prompt_conditioning,
     video_to_image,
     wrap_latent,
 )
@@ -139,15 +141,19 @@ def reference_source(file: str, sem_fps: float, images=None, fps: float = 16.0, 
 
 
 def text_pair(model, positive, negative, text_dim: int):
-    """(ctx, uncond) from two CONDITIONINGs, checked against the generator's text dim."""
-    return tuple(parse_conditioning(c, text_dim, model.name) for c in (positive, negative))
+    """(ctx, uncond, starts) from two CONDITIONINGs, checked against the generator's text dim; the positive one may
+    be a prompt schedule (ctx [1, G, S, D] and the G start times), else starts is None."""
+    ctx, starts = parse_prompt_conditioning(positive, text_dim, model.name)
+    return ctx, parse_conditioning(negative, text_dim, model.name), starts
 
 
 def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shift, seed, window):
     """Stage B for both sampler nodes: generator-space latents from the pipeline -> raw LATENT."""
     check_plan(plan, model)
     pipe = model.pipeline
-    ctx, uncond = text_pair(model, positive, negative, pipe.lat_generator.config.text_dim)
+    ctx, uncond, starts = text_pair(model, positive, negative, pipe.lat_generator.config.text_dim)
+    if starts is not None:
+        check_schedule([(t, "") for t in starts], plan["seconds"], "prompt schedule")
     shape = model.video.latent_shape(plan["seconds"], plan["height"], plan["width"])
     generator = checks.generator(seed)
     with cc.on_device(pipe.lat_generator):
@@ -161,6 +167,7 @@ def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shif
             window,
             generator,
             StepProgress(steps),
+            starts,
         )
     return (wrap_latent(denormalize_latents(z.float().cpu(), model.latents_mean, model.latents_std)),)
 
@@ -213,7 +220,7 @@ class EncodeReferenceSemantics:
         pipe = SemanticGenPipeline(p.sem_generator, p.lat_generator, p.compressor, None, None, encoder, p.config)
         with cc.on_device(encoder):
             z_sem = pipe.plan_from_video(frames)
-        return (make_plan(z_sem, model.semantic, seconds, height, width, "reference"),)
+        return (make_plan(z_sem, model.semantic, seconds, height, width, "reference", model.video),)
 
 
 class GenerateSemanticPlan:
@@ -250,7 +257,9 @@ class GenerateSemanticPlan:
                 f"model {model.name} was loaded without a stage-2 semantic generator; pick one in the "
                 "loader, or make the plan with Encode Reference Semantics"
             )
-        ctx, uncond = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
+        ctx, uncond, starts = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
+        if starts is not None:
+            check_schedule([(t, "") for t in starts], seconds, "prompt schedule")
         grid = pipe.plan_grid(seconds, height, width)
         generator = checks.generator(seed)
         with cc.on_device(pipe.sem_generator, pipe.lat_generator):  # the pipeline's device is the latent generator's
@@ -261,8 +270,9 @@ class GenerateSemanticPlan:
                 SamplerConfig(steps, cfg, shift),
                 generator,
                 StepProgress(steps),
+                starts,
             )
-        return (make_plan(z_sem, model.semantic, seconds, height, width, "generated"),)
+        return (make_plan(z_sem, model.semantic, seconds, height, width, "generated", model.video),)
 
 
 class SemanticToLatent:

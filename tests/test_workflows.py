@@ -30,6 +30,7 @@ FILE_INPUTS = {"stage1", "stage2", "weights", "vae_name", "clip_name", "file"}  
 # CI overrides for every node with the input: 2 steps; the 60 s workflow runs 6 s (13 latent frames, still more than
 # its window of 8, so the shifted windows are exercised; decoding 481 frames would dominate the run)
 FAST = {"steps": lambda v: 2, "seconds": lambda v: min(v, 6.0)}
+FAST.update({f"start_{i}": lambda v: v / 10 for i in range(2, 9)})  # prompt schedules: 60 s -> 6 s
 
 
 def load_converter():

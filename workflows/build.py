@@ -311,6 +311,47 @@ def reference_transfer(specs, wan: bool) -> Graph:
     return g
 
 
+SCHEDULE_PROMPTS = [  # (start seconds, prompt): one character, a motion per segment
+    (0.0, "a purple circle moves to the right"),
+    (15.0, "a purple circle moves up"),
+    (30.0, "a purple circle moves to the left"),
+    (45.0, "a purple circle moves down"),
+]
+
+
+def prompt_schedule_minute(specs) -> Graph:
+    """One minute from several prompts (embedded model): Prompt Schedule -> plan (stage A, full attention over the
+    minute, each semantic frame reading its segment's prompt) -> shifted-window stage B -> video."""
+    g = Graph(specs)
+    note = (
+        NOTE_EMBEDDED + "\n\n**One minute, several prompts**: each prompt starts at its time (Prompt Schedule: "
+        "start_2, start_3, ...). The plan is made for the whole minute at once, so the character stays the same "
+        "while its motion follows the schedule. Save Semantic Plan (connected to the plan) keeps it for editing."
+    )
+    g.node("MarkdownNote", (20, -240), {"text": note}, width=700)
+    model = g.node("SemanticGenModelLoader", (20, 40), EMBEDDED)
+    texts = [g.node("SemanticGenTextEncode", (20, 240 + 150 * i), {"text": p}, f"Prompt {i + 1} ({s:g} s)")
+             for i, (s, p) in enumerate(SCHEDULE_PROMPTS)]  # fmt: skip
+    neg = g.node("SemanticGenTextEncode", (20, 240 + 150 * len(texts)), {"text": ""}, "Negative prompt")
+    starts = {f"start_{i + 1}": s for i, (s, _) in enumerate(SCHEDULE_PROMPTS) if i}
+    sched = g.node("SemanticGenPromptSchedule", (420, 420), starts)
+    for i, t in enumerate(texts):
+        g.link(t, "CONDITIONING", sched, f"prompt_{i + 1}")
+    sampler = {"steps": 20, "cfg": 4.0, "shift": 2.0}
+    plan = g.node(
+        "GenerateSemanticPlan", (420, 40), {"seconds": 60.0, "width": 64, "height": 64, **sampler, "seed": 42}
+    )
+    latent = g.node("SwinLongVideoSampler", (840, 40), {"plan_noise": 0.1, **sampler, "seed": 42, "window": 8})
+    for dst in (plan, latent):
+        g.link(model, "model", dst, "model")
+        g.link(sched, "schedule", dst, "positive")
+        g.link(neg, "CONDITIONING", dst, "negative")
+    g.link(plan, "plan", latent, "plan")
+    plan_preview(g, plan)
+    decode_and_save(g, latent, "SemanticGen_schedule", 8.0, wan=False)
+    return g
+
+
 WORKFLOWS = {
     "semanticgen_t2v_embedded": lambda s: text_to_video(s, wan=False, long=False),
     "semanticgen_reference_transfer_embedded": lambda s: reference_transfer(s, wan=False),
@@ -318,6 +359,7 @@ WORKFLOWS = {
     "semanticgen_t2v_wan2.1_1.3b": lambda s: text_to_video(s, wan=True, long=False),
     "semanticgen_reference_transfer_wan2.1_1.3b": lambda s: reference_transfer(s, wan=True),
     "semanticgen_long_video_wan2.1_1.3b": lambda s: text_to_video(s, wan=True, long=True),
+    "semanticgen_prompt_schedule_embedded": prompt_schedule_minute,
 }
 
 
