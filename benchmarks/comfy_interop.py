@@ -201,6 +201,7 @@ def main() -> int:
     ap.add_argument("--runner", type=Path, required=True, help="run_workflow.py harness (starts the server, runs)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/semanticgen_interop"), help="scratch folder")
     ap.add_argument("--startup-timeout", type=int, default=900, help="seconds to wait for the server")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds the prompt may run (CPU: the full Wan VAE)")
     args = ap.parse_args()
     work = args.work.resolve()
     for d in ("models", "probe", "packs/interop_probe", "base"):
@@ -217,7 +218,7 @@ def main() -> int:
     cmd = [sys.executable, str(args.runner), "--comfy", str(args.comfy), "--python", args.python,
            "--nodes", str(pack), "--nodes", str(work / "packs" / "interop_probe"), "--models-dir", str(work / "models"),
            "--base-dir", str(work / "base"), "--keep", "--no-cache", "--format", "api", "--workflow",
-           str(work / "prompt.json"), "--startup-timeout", str(args.startup_timeout), "--report",
+           str(work / "prompt.json"), "--startup-timeout", str(args.startup_timeout), "--timeout", str(args.timeout), "--report",
            str(work / "report.json")]  # fmt: skip
     env = {**__import__("os").environ, "INTEROP_PROBE_DIR": str(work / "probe")}
     t1 = time.time()

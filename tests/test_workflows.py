@@ -355,6 +355,7 @@ def test_workflow_ids_are_distinct_uuid4s_that_do_not_change():
 def load_build():
     spec = importlib.util.spec_from_file_location("workflows_build", ROOT / "workflows" / "build.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["workflows_build"] = module  # its dataclass looks itself up there
     spec.loader.exec_module(module)
     return module
 

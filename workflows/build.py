@@ -495,6 +495,7 @@ def draw(ui: dict, specs: dict, path: Path) -> None:
 
 def embedded_frames(meta: dict):
     """uint8 frames [F, 64, 64, 3] the workflow makes, from the embedded pipeline with the workflow's settings."""
+    sys.path.insert(0, str(ROOT))
     from semanticgen_core.lab.embedded import load_embedded_pipeline
     from semanticgen_core.video_io import read_video
 
