@@ -117,6 +117,15 @@ def model_files(folder: str = MODEL_FOLDER, with_dirs: bool = False) -> list[str
     return names
 
 
+def model_folders(folder: str = MODEL_FOLDER) -> list[str]:
+    """Where ComfyUI looks for a model folder's files (models/<folder>/ and extra_model_paths.yaml entries)."""
+    if not IN_COMFY:
+        return [f"ComfyUI/models/{folder}"]
+    if folder == MODEL_FOLDER:
+        _register_model_folder()
+    return list(folder_paths.get_folder_paths(folder))
+
+
 def model_path(name: str, folder: str = MODEL_FOLDER) -> Path:
     """Full path of a dropdown entry: a file or model folder under the ComfyUI model folder, or an existing path."""
     if IN_COMFY:

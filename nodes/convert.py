@@ -19,9 +19,9 @@ from ..semanticgen_core.checkpoint import check_plan_compatible
 from ..semanticgen_core.config import SemanticSpec, VideoSpec
 from ..semanticgen_core.pipeline import SemanticGenPipeline
 from ..semanticgen_core.plan_io import SemanticPlan
-from ..semanticgen_core.preview import features_to_rgb
+from ..semanticgen_core.preview import features_to_rgb, latent_to_rgb
 from ..semanticgen_core.schedule import check_schedule
-from ..semanticgen_core.vae import denormalize_latents, normalize_latents  # noqa: F401 (node helpers)
+from ..semanticgen_core.vae import denormalize_latents, normalize_latents, wan21_vae_config  # noqa: F401
 from . import comfy_compat as cc
 
 PREVIEW_SIZE = 256  # longest side of the step previews, pixels
@@ -47,6 +47,16 @@ class SemanticGenModel:
     @property
     def video(self) -> VideoSpec:
         return self.pipeline.config.video
+
+    @property
+    def wan21_latents(self) -> bool:
+        """Whether the model generates in Wan 2.1's latent space (its VAE statistics), where Wan 2.1's
+        latent-to-RGB factors give the step previews."""
+        cfg = wan21_vae_config()
+        return self.latents_mean.shape == (16,) and all(
+            torch.allclose(a.float(), torch.tensor(b), atol=1e-3)
+            for a, b in ((self.latents_mean, cfg["latents_mean"]), (self.latents_std, cfg["latents_std"]))
+        )
 
 
 def make_plan(z_sem: torch.Tensor, spec: SemanticSpec, seconds: float, height: int, width: int, source: str,
@@ -185,11 +195,14 @@ def make_conditioning(ctx: torch.Tensor, mask: torch.Tensor) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def preview_image(x: torch.Tensor, size: int = PREVIEW_SIZE):
-    """PIL preview of the first frame of a latent or plan x [B, C, T, H, W] (PCA colours, nearest upscaling)."""
+def preview_image(x: torch.Tensor, size: int = PREVIEW_SIZE, wan21: bool = False):
+    """PIL preview of the first frame of x [B, C, T, H, W], scaled up (nearest) towards `size`: Wan 2.1 latents
+    through ComfyUI's latent-to-RGB factors (wan21), anything else (plans, other VAE spaces such as the embedded
+    model's, whose factors would need their own fit) as PCA colours. Neither decodes with a VAE."""
     from PIL import Image
 
-    rgb = features_to_rgb(x[:1, :, :1])[0, 0]  # [H, W, 3]
+    first = x[:1, :, :1]
+    rgb = (latent_to_rgb(first) if wan21 else features_to_rgb(first))[0, 0]  # [H, W, 3]
     img = Image.fromarray((rgb * 255).round().to(torch.uint8).cpu().numpy())
     scale = max(1, size // max(img.size))
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
@@ -198,10 +211,11 @@ def preview_image(x: torch.Tensor, size: int = PREVIEW_SIZE):
 class StepProgress:
     """Sampler callback: honours Cancel between steps and updates the node's progress bar with a preview."""
 
-    def __init__(self, total: int):
-        self.bar, self.total, self.done = cc.progress_bar(total), total, 0
+    def __init__(self, total: int, wan21: bool = False):
+        self.bar, self.total, self.done, self.wan21 = cc.progress_bar(total), total, 0, wan21
 
     def __call__(self, info: dict) -> None:
         cc.throw_if_interrupted()
         self.done += 1
-        self.bar.update_absolute(self.done, self.total, ("JPEG", preview_image(info["denoised"]), PREVIEW_SIZE))
+        preview = preview_image(info["denoised"], wan21=self.wan21)
+        self.bar.update_absolute(self.done, self.total, ("JPEG", preview, PREVIEW_SIZE))

@@ -9,6 +9,7 @@ Models are loaded onto ComfyUI's offload device and moved to the run device only
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -45,6 +46,37 @@ TIPS = {
         "text": "What the video shows, e.g. 'a red circle moves to the right'. Empty for the negative prompt.",
     }.items()
 }
+
+
+# Files with a public download (the Wan2.1 workflows carry them as properties.models for ComfyUI's download dialog)
+WAN_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+DOWNLOADS = {
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (
+        "text_encoders",
+        f"{WAN_REPACKAGED}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    ),
+    "wan_2.1_vae.safetensors": ("vae", f"{WAN_REPACKAGED}/vae/wan_2.1_vae.safetensors"),
+}
+HOW_TO_GET = {
+    "stage": "SemanticGen stage files are not published: train them (train/README.md: train/stage1.py, then "
+    "train/stage2.py) and copy the exported .safetensors into that folder",
+    "encoder": "semantic encoders are Hugging Face folders: `huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct "
+    "--local-dir <that folder>/Qwen2.5-VL-7B-Instruct` (only the vision tower is read)",
+    "vae": "a Wan 2.1 VAE, e.g. wan_2.1_vae.safetensors from Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/vae)",
+}
+
+
+def missing_files(choices: dict[str, str], built_in: set[str], folder: str, how: str, with_dirs=False) -> bool | str:
+    """True if every chosen file is built in or on disk, else one message naming the folder and how to get them
+    (ComfyUI shows it as the node's error; a VALIDATE_INPUTS that returns it replaces ComfyUI's 'Value not in list')."""
+    on_disk = set(cc.model_files(folder, with_dirs))
+    missing = {k: v for k, v in choices.items() if v not in built_in | on_disk and not os.path.exists(v)}
+    if not missing:
+        return True
+    names = ", ".join(f"{k} = {v!r}" for k, v in missing.items())
+    where = " or ".join(f"{p}/" for p in cc.model_folders(folder))
+    urls = [f"download {DOWNLOADS[v][1]}" for v in missing.values() if v in DOWNLOADS]
+    return f"{names}: not found in {where}; {'; '.join(urls) or HOW_TO_GET[how]}"
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -113,6 +145,12 @@ class SemanticGenModelLoader(_Cached):
         stage2 = [EMBEDDED_MODEL, NO_STAGE2, *files]
         return {"required": {"stage1": (stage1, TIPS["stage1"]), "stage2": (stage2, TIPS["stage2"]), "dtype": DTYPE}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, stage1, stage2):
+        return missing_files(
+            {"stage1": stage1, "stage2": stage2}, {EMBEDDED_MODEL, NO_STAGE2}, cc.MODEL_FOLDER, "stage"
+        )
+
     def load(self, stage1, stage2, dtype):
         return (self.cached((stage1, stage2, dtype), lambda: load_model(stage1, stage2, _dtype(dtype))),)
 
@@ -139,6 +177,10 @@ class LoadSemanticEncoder(_Cached):
                 "dtype": DTYPE,
             }
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, weights):
+        return missing_files({"weights": weights}, {EMBEDDED_ENCODER}, cc.MODEL_FOLDER, "encoder", True)
 
     def load(self, kind, weights, dtype):
         from ..semanticgen_core.encoders import load_semantic_encoder
@@ -167,6 +209,10 @@ class SemanticGenVAELoader(_Cached):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"vae_name": ([EMBEDDED_VAE, *cc.model_files("vae")], TIPS["vae_name"]), "dtype": DTYPE}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae_name):
+        return missing_files({"vae_name": vae_name}, {EMBEDDED_VAE}, "vae", "vae")
 
     def load(self, vae_name, dtype):
         from ..semanticgen_core.lab.embedded import embedded_path

@@ -32,6 +32,7 @@ from .convert import (
 )
 
 ASSETS = Path(__file__).resolve().parents[1] / "workflows" / "assets"  # example clips shipped with the pack
+FROM_INPUT = "none (use the video or images input)"  # the reference file choice when a VIDEO / IMAGE is connected
 
 # ----------------------------------------------------------------------------------------------------------------
 # Shared inputs
@@ -112,9 +113,9 @@ CHUNK = number("INT", 4, 1, 256, "Latent frames decoded at a time (4 video frame
 
 
 def reference_files() -> list[str]:
-    """Shipped example clips first, then videos in ComfyUI's input/ folder."""
+    """Shipped example clips first, then videos in ComfyUI's input/ folder, then 'none' (a connected input)."""
     shipped = sorted(p.name for p in ASSETS.glob("*") if p.suffix.lower() in cc.VIDEO_EXTENSIONS)
-    return shipped + [f for f in cc.input_videos() if f not in shipped]
+    return shipped + [f for f in cc.input_videos() if f not in shipped] + [FROM_INPUT]
 
 
 def reference_path(name: str) -> Path:
@@ -136,6 +137,11 @@ def reference_source(file: str, sem_fps: float, images=None, fps: float = 16.0, 
     if images is not None:
         frames = image_to_frames(images)
         return frames[resample_indices(len(frames), fps, sem_fps)], len(frames) / fps
+    if file == FROM_INPUT:
+        raise ValueError(
+            f"Encode Reference Semantics: file is {FROM_INPUT!r} but neither 'video' (e.g. Load Video) nor 'images' "
+            "is connected; connect one, or pick a clip in 'file'"
+        )
     path = reference_path(file)
     return read_video(path, fps=sem_fps), video_info(path)["duration"] or None
 
@@ -166,7 +172,7 @@ def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shif
             plan_noise,
             window,
             generator,
-            StepProgress(steps),
+            StepProgress(steps, wan21=model.wan21_latents),
             starts,
         )
     return (wrap_latent(denormalize_latents(z.float().cpu(), model.latents_mean, model.latents_std)),)
@@ -193,7 +199,8 @@ class EncodeReferenceSemantics:
     @classmethod
     def INPUT_TYPES(cls):
         file_tip = (
-            "Reference video: a shipped example or a file in input/. Ignored when 'images' or 'video' is connected."
+            "Reference video: a shipped example or a file in input/; 'none' when 'video' or 'images' is connected "
+            "(a connected input always wins)."
         )
         required = {
             "encoder": (

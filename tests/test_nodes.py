@@ -383,3 +383,63 @@ def test_loaders_cache_in_the_node_instance(parts):
     assert loader.load(str(parts["s1"]), str(parts["s2"]), "float32")[0] is a
     assert MAPPINGS["SemanticGenModelLoader"]().load(str(parts["s1"]), str(parts["s2"]), "float32")[0] is not a
     assert torch.allclose(a.latents_mean[:3], torch.tensor([-0.7571, -0.7089, -0.9113]))  # Wan2.1 latent format
+
+
+def test_missing_files_name_the_folder_and_how_to_get_them(parts):
+    loaders = sys.modules[f"{PACK}.nodes.loaders"]
+    model, encoder, vae = (
+        MAPPINGS[n] for n in ("SemanticGenModelLoader", "LoadSemanticEncoder", "SemanticGenVAELoader")
+    )
+    assert model.VALIDATE_INPUTS(loaders.EMBEDDED_MODEL, loaders.NO_STAGE2) is True
+    assert model.VALIDATE_INPUTS(str(parts["s1"]), str(parts["s2"])) is True  # existing paths are fine
+    msg = model.VALIDATE_INPUTS("semanticgen_wan2.1_t2v_1.3b_stage1.safetensors", loaders.EMBEDDED_MODEL)
+    assert "stage1 = 'semanticgen_wan2.1_t2v_1.3b_stage1.safetensors'" in msg and "stage2" not in msg.split(":")[0]
+    assert "models/semanticgen/" in msg and "train/stage1.py" in msg and "not published" in msg
+    msg = encoder.VALIDATE_INPUTS("Qwen2.5-VL-7B-Instruct")
+    assert "models/semanticgen/" in msg and "huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct" in msg
+    msg = vae.VALIDATE_INPUTS("wan_2.1_vae.safetensors")
+    assert "models/vae/" in msg and loaders.DOWNLOADS["wan_2.1_vae.safetensors"][1] in msg
+    assert vae.VALIDATE_INPUTS(loaders.EMBEDDED_VAE) is True
+
+
+def test_reference_file_none_needs_a_connected_input(model, parts):
+    sampling = sys.modules[f"{PACK}.nodes.sampling"]
+    assert sampling.reference_files()[-1] == sampling.FROM_INPUT
+    encoder = MAPPINGS["LoadSemanticEncoder"]().load("qwen2_5_vl", str(parts["enc"]), "float32")[0]
+    node = MAPPINGS["EncodeReferenceSemantics"]()
+    with pytest.raises(ValueError, match="neither 'video' .* nor 'images' is connected"):
+        node.encode(encoder, model, sampling.FROM_INPUT, 32, 32, 0.0)
+    frames = np.random.default_rng(0).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
+    plan = node.encode(encoder, model, sampling.FROM_INPUT, 32, 32, 0.0, convert.frames_to_image(frames), 8.0)[0]
+    assert plan["source"] == "reference"
+
+
+def test_stage_b_previews_use_wan21_factors_in_wan_space(model, parts, monkeypatch):
+    from semanticgen_core.preview import WAN21_LATENT_RGB_BIAS, WAN21_LATENT_RGB_FACTORS, latent_to_rgb
+    from semanticgen_core.vae import wan21_vae_config
+
+    z = torch.randn(1, 16, 2, 6, 10, generator=torch.Generator().manual_seed(0))
+    # ComfyUI's Latent2RGBPreviewer: linear(x0[0, :, 0].movedim(0, -1), factors^T, bias), then (x + 1) / 2
+    comfy = torch.nn.functional.linear(
+        z[0, :, 0].movedim(0, -1), torch.tensor(WAN21_LATENT_RGB_FACTORS).T, torch.tensor(WAN21_LATENT_RGB_BIAS)
+    )
+    assert torch.allclose(latent_to_rgb(z)[0, 0], ((comfy + 1) / 2).clamp(0, 1), atol=1e-6)
+    img = convert.preview_image(z, wan21=True)
+    expected = (latent_to_rgb(z)[0, 0] * 255).round().to(torch.uint8).numpy()
+    assert img.size == (250, 150) and (np.asarray(img)[::25, ::25] == expected).all()  # nearest x25, no VAE
+
+    cfg = wan21_vae_config()
+    wan = convert.SemanticGenModel(
+        model.pipeline, torch.tensor(cfg["latents_mean"]), torch.tensor(cfg["latents_std"]), "w"
+    )
+    assert wan.wan21_latents and model.wan21_latents  # the tiny model records no statistics: Wan 2.1's are assumed
+    other = convert.SemanticGenModel(model.pipeline, torch.zeros(16), torch.ones(16), "embedded-like")
+    assert not other.wan21_latents  # another VAE space keeps the PCA preview
+
+    seen = []
+    monkeypatch.setattr(convert, "preview_image", lambda x, size=256, wan21=False: seen.append(wan21) or img)
+    plan = MAPPINGS["GenerateSemanticPlan"]().generate(wan, parts["pos"], parts["neg"], 1.0, 32, 32, **SAMPLER, seed=0)[
+        0
+    ]
+    MAPPINGS["SemanticToLatent"]().sample(wan, plan, parts["pos"], parts["neg"], 0.1, **SAMPLER, seed=0)
+    assert seen == [False] * SAMPLER["steps"] + [True] * SAMPLER["steps"]  # plan: PCA; stage B: Wan 2.1 factors

@@ -6,22 +6,27 @@ INPUT_TYPES serialised as the server does. Conversion: tests/fixtures/ui_to_api.
 against the real frontend). The Wan2.1 variants need downloads and are checked structurally only.
 """
 
+import copy
 import importlib.machinery
 import importlib.util
 import json
+import re
+import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 import torch
-from test_nodes import MAPPINGS, ROOT, pack
+from test_nodes import MAPPINGS, PACK, ROOT, pack
 
 from semanticgen_core.video_io import read_video, write_video
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-EMBEDDED = [p for p in WORKFLOWS if p.stem.endswith("_embedded")]
+EMBEDDED = [p for p in WORKFLOWS if "(embedded model" in p.stem]
+WAN = [p for p in WORKFLOWS if "(Wan2.1-T2V-1.3B" in p.stem]
 EMBEDDED_NAMES = {p.stem for p in EMBEDDED}  # these must run with nothing downloaded: file combos hold listed values
 NOTE_TYPES = {"Note", "MarkdownNote"}  # frontend-only nodes, dropped by the conversion
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -91,10 +96,16 @@ def check_value(where: str, name: str, cfg: list, value, file_ok) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_the_expected_workflows_ship():
+def test_the_expected_workflows_ship_with_thumbnails():
     names = {p.stem for p in WORKFLOWS}
-    for kind in ("t2v", "reference_transfer", "long_video"):
-        assert {f"semanticgen_{kind}_embedded", f"semanticgen_{kind}_wan2.1_1.3b"} <= names
+    for kind in ("Text to video", "Reference video transfer", "One-minute video"):
+        assert {
+            f"{kind} (embedded model, no downloads)",
+            f"{kind} (Wan2.1-T2V-1.3B, needs downloads and training)",
+        } <= names
+    for path in WORKFLOWS:  # the Templates dialog's card image: <name>.jpg beside <name>.json
+        thumb = path.with_suffix(".jpg")
+        assert thumb.is_file() and thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} missing or not a JPEG"
     clip = ROOT / "workflows" / "assets" / "reference_shapes.mp4"  # listed first by Encode Reference Semantics
     assert read_video(clip).shape == (17, 64, 64, 3) and clip.stat().st_size < 50_000
 
@@ -151,7 +162,7 @@ def test_workflow_converts_to_the_api_format(path):
 
 def test_real_weight_variants_are_wired_for_the_downloaded_files():
     for path in WORKFLOWS:
-        if not path.stem.endswith("_wan2.1_1.3b"):
+        if path not in WAN:
             continue
         api, _ = ui_to_api.convert(json.loads(path.read_text()), OBJECT_INFO)
         by_type = {}
@@ -168,6 +179,239 @@ def test_real_weight_variants_are_wired_for_the_downloaded_files():
             "Qwen2.5-VL"
         )
         assert {"VAEDecode", "VAEDecodeTiled"} & set(by_type) and "SemanticGenDecode" not in by_type
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the frontend checks on load (ComfyUI_frontend workflowSchema.ts, zod, schema 0.4; linkFixer.ts)
+# ----------------------------------------------------------------------------------------------------------------
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)  # uuid4
+NODE_FLAGS = {"collapsed", "pinned", "allow_interaction", "horizontal", "skip_repeated_outputs"}
+
+
+def is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_node_id(v) -> bool:  # zNodeId: integer or string
+    return (is_num(v) and float(v).is_integer()) or isinstance(v, str)
+
+
+def is_vec2(v) -> bool:  # zVector2: [x, y] (or {0: x, 1: y})
+    if isinstance(v, dict):
+        return is_num(v.get("0")) and is_num(v.get("1"))
+    return isinstance(v, list) and len(v) == 2 and all(map(is_num, v))
+
+
+def is_data_type(v) -> bool:  # zDataType: string, list of strings, or number
+    return isinstance(v, str) or is_num(v) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+def model_file_errors(m, where: str) -> list[str]:  # zModelFile: name, url (a URL), directory; hash optional
+    errs = [f"{where}: {k} must be a string" for k in ("name", "url", "directory") if not isinstance(m.get(k), str)]
+    if isinstance(m.get("url"), str) and not (urlparse(m["url"]).scheme and urlparse(m["url"]).netloc):
+        errs.append(f"{where}: url {m['url']!r} is not a URL")
+    return errs
+
+
+def frontend_schema_errors(ui: dict) -> list[str]:
+    """What ComfyUI_frontend's zod schema (zComfyWorkflow, version 0.4) and its link fixer report for a workflow; an
+    empty list means it loads without the 'Invalid workflow against zod schema' toast and without link repairs."""
+    errs = []
+    if not is_num(ui.get("version")):
+        return ["version: missing or not a number"]
+    if "id" in ui and not (isinstance(ui["id"], str) and UUID.match(ui["id"])):
+        errs.append(f"id: Invalid uuid {ui['id']!r}")
+    if "revision" in ui and not is_num(ui["revision"]):
+        errs.append("revision: not a number")
+    if not is_node_id(ui.get("last_node_id")) or not is_num(ui.get("last_link_id")):
+        errs.append("last_node_id / last_link_id")
+    for key in ("config", "extra"):
+        if ui.get(key) is not None and not isinstance(ui[key], dict):
+            errs.append(f"{key}: not an object")
+    ds = (ui.get("extra") or {}).get("ds")
+    if ds is not None and not (is_num(ds.get("scale")) and is_vec2(ds.get("offset"))):
+        errs.append("extra.ds: scale / offset")
+    for m in ui.get("models", []):
+        errs += model_file_errors(m, "models")
+    for g in ui.get("groups", []):
+        if not isinstance(g.get("title"), str) or not (
+            len(g.get("bounding", [])) == 4 and all(map(is_num, g["bounding"]))
+        ):
+            errs.append(f"group {g}: title / bounding")
+    nodes = ui.get("nodes")
+    if not isinstance(nodes, list):
+        return [*errs, "nodes: not an array"]
+    for n in nodes:
+        where = f"node {n.get('id')}"
+        if not is_node_id(n.get("id")) or not isinstance(n.get("type"), str):
+            errs.append(f"{where}: id / type")
+        for key in ("pos", "size"):
+            if not is_vec2(n.get(key)):
+                errs.append(f"{where}: {key}")
+        flags = n.get("flags")
+        if not isinstance(flags, dict) or any(not isinstance(flags[k], bool) for k in NODE_FLAGS & set(flags)):
+            errs.append(f"{where}: flags")
+        if not is_num(n.get("order")) or not is_num(n.get("mode")):
+            errs.append(f"{where}: order / mode")
+        for s in n.get("inputs", []):
+            if not isinstance(s.get("name"), str) or not is_data_type(s.get("type")):
+                errs.append(f"{where}: input {s}")
+            if s.get("link") is not None and not is_num(s["link"]):
+                errs.append(f"{where}: input {s['name']} link")
+        for s in n.get("outputs", []):
+            if not isinstance(s.get("name"), str) or not is_data_type(s.get("type")):
+                errs.append(f"{where}: output {s}")
+            if s.get("links") is not None and not (isinstance(s["links"], list) and all(map(is_num, s["links"]))):
+                errs.append(f"{where}: output {s['name']} links")
+        props = n.get("properties")
+        if not isinstance(props, dict):
+            errs.append(f"{where}: properties")
+        else:
+            if "Node name for S&R" in props and not isinstance(props["Node name for S&R"], str):
+                errs.append(f"{where}: Node name for S&R")
+            for m in props.get("models", []):
+                errs += model_file_errors(m, f"{where} properties.models")
+        if "widgets_values" in n and not isinstance(n["widgets_values"], (list, dict)):
+            errs.append(f"{where}: widgets_values")
+        for key in ("color", "bgcolor"):
+            if key in n and not isinstance(n[key], str):
+                errs.append(f"{where}: {key}")
+    by_id = {n.get("id"): n for n in nodes}
+    links = ui.get("links")
+    if not isinstance(links, list):
+        return [*errs, "links: not an array"]
+    for link in links:  # zComfyLink, then linkFixer: both ends exist and mirror the link
+        if not (isinstance(link, list) and len(link) == 6):
+            errs.append(f"link {link}: not a 6-tuple")
+            continue
+        lid, a, a_slot, b, b_slot, typ = link
+        if not (is_num(lid) and is_node_id(a) and is_node_id(b) and is_num(a_slot) and is_num(b_slot)):
+            errs.append(f"link {link}: ids / slots")
+            continue
+        if not is_data_type(typ):
+            errs.append(f"link {lid}: type")
+        src, dst = by_id.get(a), by_id.get(b)
+        if src is None or dst is None:
+            errs.append(f"link {lid}: origin {a} or target {b} does not exist")
+            continue
+        outs, ins = src.get("outputs", []), dst.get("inputs", [])
+        if a_slot >= len(outs) or lid not in (outs[a_slot].get("links") or []):
+            errs.append(f"link {lid}: origin({a}).outputs[{a_slot}].links does not contain it")
+        if b_slot >= len(ins) or ins[b_slot].get("link") != lid:
+            errs.append(f"link {lid}: target({b}).inputs[{b_slot}].link is not it")
+    ids = [link[0] for link in links if isinstance(link, list) and link]
+    if len(set(ids)) != len(ids):
+        errs.append("links: duplicate ids")
+    for n in nodes:  # a node slot naming a link that does not exist is patched away by the fixer
+        named = [s.get("link") for s in n.get("inputs", [])] + [
+            x for s in n.get("outputs", []) for x in s.get("links") or []
+        ]
+        errs += [
+            f"node {n.get('id')}: names link {x}, which does not exist" for x in named if x is not None and x not in ids
+        ]
+    return errs
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_passes_the_frontends_schema_and_link_checks(path):
+    assert frontend_schema_errors(json.loads(path.read_text())) == []
+
+
+def test_the_schema_check_catches_what_the_frontend_refuses():
+    ui = json.loads(WORKFLOWS[0].read_text())
+    assert frontend_schema_errors(ui) == []
+
+    def broken(change):
+        bad = copy.deepcopy(ui)
+        change(bad)
+        return frontend_schema_errors(bad)
+
+    assert broken(lambda u: u.update(id="semanticgen-t2v")) == ["id: Invalid uuid 'semanticgen-t2v'"]
+    assert broken(lambda u: u.pop("version")) == ["version: missing or not a number"]
+    assert any(
+        "does not contain it" in e
+        for e in broken(
+            lambda u: u["nodes"][-1]["inputs"][0].update(link=None) or u["nodes"][-2]["outputs"][0]["links"].clear()
+        )
+    )
+    assert broken(lambda u: u["nodes"][1].pop("flags")) == [f"node {ui['nodes'][1]['id']}: flags"]
+    assert any(
+        "not a URL" in e
+        for e in broken(
+            lambda u: u["nodes"][1]["properties"].update(
+                models=[{"name": "a.safetensors", "url": "a.safetensors", "directory": "vae"}]
+            )
+        )
+    )
+
+
+def test_workflow_ids_are_distinct_uuid4s_that_do_not_change():
+    build = load_build()
+    ids = {p.stem: json.loads(p.read_text())["id"] for p in WORKFLOWS}
+    assert len(set(ids.values())) == len(ids) and all(UUID.match(i) for i in ids.values())
+    assert {wf.name: build.fixed_uuid4(wf.slug) for wf in build.WORKFLOWS} == ids  # from the slug: no churn
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("workflows_build", ROOT / "workflows" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["workflows_build"] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+# After a run the frontend (1.27.10, measured with headless Chromium) grows these nodes below their widgets: samplers
+# by their 256 px step preview (+158), Preview Image by its images (+178 for 5 plan frames), Save Video by the
+# player (+292), Load Video by the clip. build.py leaves GROWS px under them.
+GROWTH = {"GenerateSemanticPlan": 200, "SemanticToLatent": 200, "SwinLongVideoSampler": 200, "PreviewImage": 300,
+          "SaveVideo": 300, "LoadVideo": 300}  # fmt: skip
+TITLE_H, VIEW = 30, (1560, 820)  # title bar above pos; the canvas area a 1080p browser window leaves
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_layout_fits_the_screen_at_load_and_nothing_overlaps_after_a_run(path):
+    ui = json.loads(path.read_text())
+    boxes = {}
+    for n in ui["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        boxes[n["id"]] = (x, y - TITLE_H, x + w, y + h + GROWTH.get(n["type"], 0))
+    items = sorted(boxes.items())
+    for i, (a, p) in enumerate(items):
+        for b, q in items[i + 1 :]:
+            assert not (p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]), f"nodes {a} and {b} overlap"
+    ds = ui["extra"]["ds"]  # screen = (graph + offset) * scale
+    for n in ui["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        left, top = (x + ds["offset"][0]) * ds["scale"], (y - TITLE_H + ds["offset"][1]) * ds["scale"]
+        right, bottom = (x + w + ds["offset"][0]) * ds["scale"], (y + h + ds["offset"][1]) * ds["scale"]
+        assert 0 <= left and right <= VIEW[0] and 0 <= top and bottom <= VIEW[1], f"node {n['id']} off screen at load"
+    assert ds["scale"] >= 0.6  # still readable
+
+
+def test_wan_variants_guide_the_user():
+    loaders = sys.modules[f"{PACK}.nodes.loaders"]
+    sampling = sys.modules[f"{PACK}.nodes.sampling"]
+    for path in WAN:
+        ui = json.loads(path.read_text())
+        nodes = {n["id"]: n for n in ui["nodes"]}
+        for n in ui["nodes"]:
+            if n["type"] in ("CLIPLoader", "VAELoader"):  # ComfyUI's missing-models dialog offers these downloads
+                name = n["widgets_values"][0]
+                directory, url = loaders.DOWNLOADS[name]
+                assert n["properties"]["models"] == [{"name": name, "url": url, "directory": directory}]
+                assert url.startswith("https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/")
+                assert url.endswith(f"/{directory}/{name}")
+        (note,) = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "MarkdownNote"]
+        for text in ("semanticgen_wan2.1_t2v_1.3b_stage1", "_stage2", "train/stage1.py", "train/stage2.py",
+                     "not published", "text_encoders/umt5", "vae/wan_2.1_vae"):  # fmt: skip
+            assert text.lower() in note.lower(), text
+        for ref in (n for n in ui["nodes"] if n["type"] == "EncodeReferenceSemantics"):
+            video = next(s for s in ref["inputs"] if s["name"] == "video")
+            link = next(link for link in ui["links"] if link[0] == video["link"])
+            assert nodes[link[1]]["type"] == "LoadVideo" and nodes[link[1]]["widgets_values"][0] == "reference.mp4"
+            assert ref["widgets_values"][0] == sampling.FROM_INPUT  # the file widget defers to Load Video
+            assert "reference.mp4" in note
 
 
 # ----------------------------------------------------------------------------------------------------------------

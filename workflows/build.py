@@ -1,23 +1,36 @@
-"""Regenerate the shipped workflows (UI format, as the canvas saves them) and their pictures in docs/.
+"""Regenerate the shipped workflows (UI format, as the canvas saves them), their pictures in docs/ and thumbnails.
 
-    python workflows/build.py            # writes workflows/*.json and docs/workflow_*.png
+    python workflows/build.py                # workflows/*.json and docs/workflow_*.png
+    python workflows/build.py --thumbnails   # also workflows/*.jpg (runs the embedded model: about 2 min on CPU)
 
 Widgets are given by name and laid out in the order the ComfyUI frontend creates them (required then optional inputs;
 a seed adds its "control after generate" value), from our nodes' INPUT_TYPES and ComfyUI's core node definitions
 (tests/fixtures/object_info_core.json). Edit a workflow here, or in the canvas and save it back over the JSON.
+
+ComfyUI's Templates dialog shows a pack's workflows by file name only (frontend 1.27: the name is the card's title,
+the name with '-' and '_' read as spaces its description, `<name>.jpg` its thumbnail; no index file is read for
+custom-node templates), so the file names are the human titles. Each workflow keeps a short slug for its fixed
+uuid4 `id` and its picture in docs/.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
 import textwrap
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 NOTE_TYPES = {"Note", "MarkdownNote"}
+TITLE_H = 30  # litegraph draws the title bar above a node's pos
+GROWS = 320  # room left under a node that shows images after a run (step previews, Preview Image, Save Video)
+VIEW = (1560, 820)  # canvas area (px) the whole workflow must fit at load: a 1080p browser window minus the menus
 
 EMBEDDED = {"stage1": "embedded shapes model", "stage2": "embedded shapes model", "dtype": "auto"}
 WAN = {
@@ -29,25 +42,44 @@ UMT5 = {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan", "d
 WAN_VAE = {"vae_name": "wan_2.1_vae.safetensors"}
 QWEN = {"kind": "qwen2_5_vl", "weights": "Qwen2.5-VL-7B-Instruct", "dtype": "auto"}
 WAN_NEGATIVE = "static, blurry, low quality, worst quality, deformed, watermark, subtitles"
+SAMPLER_EMBEDDED = {"steps": 20, "cfg": 4.0, "shift": 2.0}
+SAMPLER_WAN = {"steps": 30, "cfg": 6.0, "shift": 8.0}
 
 NOTE_EMBEDDED = (
-    "## SemanticGen, embedded model\nRuns with nothing downloaded: the shapes-world model ships inside the pack "
-    "(64x64, 8 fps). Stage A plans the whole clip in a compact semantic space; **Preview Semantic Plan** shows the "
-    "plan (PCA colours per semantic frame) before stage B renders it into VAE latents."
+    "## SemanticGen, embedded model (no downloads)\n"
+    "The shapes-world model ships inside the pack (64x64, 8 fps); press **Run**. Stage A plans the whole clip in a "
+    "compact semantic space, **Preview Semantic Plan** shows that plan (PCA colours, one image per semantic frame), "
+    "then stage B renders it into VAE latents; both samplers show a preview at every step."
+)
+NOTE_REFERENCE_EMBEDDED = (
+    "\n\nThe reference clip `reference_shapes.mp4` ships with the pack (a green circle moving right): its plan keeps "
+    "the layout and motion, the prompt sets the colour."
 )
 NOTE_WAN = (
-    "## SemanticGen on Wan2.1-T2V-1.3B\nPut these files in ComfyUI/models/:\n"
-    "- `text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors` and `vae/wan_2.1_vae.safetensors` "
-    "(Comfy-Org/Wan_2.1_ComfyUI_repackaged)\n"
-    "- `semanticgen/semanticgen_wan2.1_t2v_1.3b_stage1.safetensors` and `..._stage2.safetensors`: SemanticGen "
-    "exports trained from Wan2.1-T2V-1.3B with `train/stage1.py` and `train/stage2.py` (see README)\n"
-    "- for reference videos: `semanticgen/Qwen2.5-VL-7B-Instruct/` "
-    "(`huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct --local-dir ...`; only the vision tower is read)"
+    "## SemanticGen on Wan2.1-T2V-1.3B: files to get first\n"
+    "**Downloads** (ComfyUI offers them when the workflow opens): `models/text_encoders/"
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors` and `models/vae/wan_2.1_vae.safetensors` from "
+    "[Comfy-Org/Wan_2.1_ComfyUI_repackaged](https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged).\n\n"
+    "**Not published: the SemanticGen stages.** Nobody has released SemanticGen weights, so "
+    "`models/semanticgen/semanticgen_wan2.1_t2v_1.3b_stage1.safetensors` and `..._stage2.safetensors` are yours to "
+    "train from Wan2.1-T2V-1.3B (train/README.md):\n"
+    "```\npython train/prepare.py --videos data/clips --out cache --vae Wan2.1_VAE.safetensors ...\n"
+    "accelerate launch train/stage1.py --data cache --out runs/s1 --init-wan Wan2.1-T2V-1.3B-Diffusers\n"
+    "accelerate launch train/stage2.py --data cache --out runs/s2 --stage1 runs/s1/stage1_bundle.safetensors "
+    "--init-wan Wan2.1-T2V-1.3B-Diffusers\n```\n"
+    "then copy `runs/s1/stage1_bundle.safetensors` and `runs/s2/stage2_semantic_generator.safetensors` to those "
+    "names. Until then the loader says which file is missing and where it goes."
+)
+NOTE_REFERENCE_WAN = (
+    "\n\n**Reference clip:** upload it in **Load Video** (it expects `input/reference.mp4`). The semantic encoder is "
+    "the Hugging Face folder `models/semanticgen/Qwen2.5-VL-7B-Instruct/` (`huggingface-cli download "
+    "Qwen/Qwen2.5-VL-7B-Instruct --local-dir ...`; only the vision tower is read)."
 )
 
 
-def load_specs() -> dict:
-    """object_info-style specs: ComfyUI core (fixture) plus ours (from INPUT_TYPES, as the server serialises them)."""
+def load_specs() -> tuple[dict, object]:
+    """object_info-style specs (ComfyUI core from the fixture, ours from INPUT_TYPES as the server serialises them),
+    and our pack's nodes package (its download table and file choices)."""
     specs = json.loads((ROOT / "tests" / "fixtures" / "object_info_core.json").read_text())
     spec = importlib.util.spec_from_file_location("semanticgen_pack", ROOT / "__init__.py")
     pack = importlib.util.module_from_spec(spec)
@@ -63,7 +95,7 @@ def load_specs() -> dict:
             "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS[name],
             "category": cls.CATEGORY,
         }
-    return specs
+    return specs, pack.nodes
 
 
 def is_widget(cfg) -> bool:
@@ -87,32 +119,48 @@ def ordered_inputs(spec) -> list[tuple[str, list]]:
     return out
 
 
+def fixed_uuid4(slug: str) -> str:
+    """A uuid4-formatted id derived from the slug: the frontend's schema wants a uuid, and the files must not churn."""
+    return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, f"semanticgen/workflows/{slug}").bytes, version=4))
+
+
+def note_height(text: str, width: int) -> int:
+    """Rendered height of a MarkdownNote, as measured in the frontend (about width / 6.2 characters a line, 17 px a
+    line, headings and paragraph gaps extra)."""
+    lines = sum(len(textwrap.wrap(line, int(width / 6.2))) or 1 for line in text.split("\n"))
+    return 40 + 17 * lines + 14 * text.count("\n\n") + 14 * text.count("## ")
+
+
 class Graph:
-    """A UI-format workflow under construction."""
+    """A UI-format workflow under construction: nodes are made, then placed in columns."""
 
-    def __init__(self, specs: dict):
-        self.specs, self.nodes, self.links = specs, [], []
+    def __init__(self, specs: dict, nodes):
+        self.specs, self.downloads, self.nodes, self.links = specs, nodes.loaders.DOWNLOADS, [], []
+        self.from_input = nodes.sampling.FROM_INPUT  # Encode Reference Semantics' file choice for a connected VIDEO
+        self.grows: set[int] = set()  # nodes that show images after a run
+        self.meta: dict = {}  # what the thumbnail needs (prompt, length, reference)
 
-    def node(self, type_: str, pos, widgets: dict | None = None, title: str | None = None, width: int = 320):
+    def note(self, text: str, width: int) -> dict:
+        n = {
+            "id": len(self.nodes) + 1,
+            "type": "MarkdownNote",
+            "pos": [0, 0],
+            "size": [width, note_height(text, width)],
+            "flags": {},
+            "order": 0,
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {},
+            "widgets_values": [text],
+            "color": "#432",
+            "bgcolor": "#653",
+        }
+        self.nodes.append(n)
+        return n
+
+    def node(self, type_: str, widgets: dict | None = None, title: str | None = None, width=340, height=None):
         widgets = dict(widgets or {})
-        if type_ in NOTE_TYPES:
-            n = {
-                "id": len(self.nodes) + 1,
-                "type": type_,
-                "pos": list(pos),
-                "size": [width, 200],
-                "flags": {},
-                "order": 0,
-                "mode": 0,
-                "inputs": [],
-                "outputs": [],
-                "properties": {},
-                "widgets_values": [widgets["text"]],
-                "color": "#432",
-                "bgcolor": "#653",
-            }
-            self.nodes.append(n)
-            return n
         spec, values, sockets = self.specs[type_], [], []
         for name, cfg in ordered_inputs(spec):
             if not is_widget(cfg):
@@ -130,12 +178,11 @@ class Graph:
             {"name": n, "type": t, "links": [], "slot_index": i}
             for i, (n, t) in enumerate(zip(spec["output_name"], spec["output"]))
         ]
-        height = 46 + 22 * max(len(sockets), len(outputs)) + 26 * len(values)
         n = {
             "id": len(self.nodes) + 1,
             "type": type_,
-            "pos": list(pos),
-            "size": [width, height],
+            "pos": [0, 0],
+            "size": [width, height or 46 + 22 * max(len(sockets), len(outputs)) + 26 * len(values)],
             "flags": {},
             "order": 0,
             "mode": 0,
@@ -144,8 +191,17 @@ class Graph:
             "properties": {"Node name for S&R": type_},
             "widgets_values": values,
         }
+        files = [v for v in values if isinstance(v, str) and v in self.downloads]
+        if files:  # drives ComfyUI's missing-models dialog (name, url, models/ sub-folder)
+            n["properties"]["models"] = [
+                {"name": f, "url": self.downloads[f][1], "directory": self.downloads[f][0]} for f in files
+            ]
         if title:
             n["title"] = title
+        if type_ in ("GenerateSemanticPlan", "SemanticToLatent", "SwinLongVideoSampler", "PreviewImage", "SaveVideo"):
+            self.grows.add(n["id"])
+        if type_ == "LoadVideo":  # shows the picked clip
+            self.grows.add(n["id"])
         self.nodes.append(n)
         return n
 
@@ -157,7 +213,25 @@ class Graph:
         src["outputs"][out]["links"].append(link_id)
         dst["inputs"][slot]["link"] = link_id
 
-    def save(self, path: Path) -> dict:
+    def column(self, x: int, y: int, nodes: list[dict], gap: int = 40) -> int:
+        """Stack nodes top-down from (x, y); a node that shows images after a run gets GROWS px of room below it.
+        Returns the y below the column."""
+        for n in nodes:
+            n["pos"] = [x, y + TITLE_H]
+            y += TITLE_H + n["size"][1] + gap + (GROWS if n["id"] in self.grows else 0)
+        return y
+
+    def view(self) -> dict:
+        """extra.ds: the scale and offset at which every node (title bars included) fits VIEW at load."""
+        x0 = min(n["pos"][0] for n in self.nodes)
+        y0 = min(n["pos"][1] - TITLE_H for n in self.nodes)
+        x1 = max(n["pos"][0] + n["size"][0] for n in self.nodes)
+        y1 = max(n["pos"][1] + n["size"][1] for n in self.nodes)
+        margin = 20
+        scale = round(min(1.0, (VIEW[0] - 2 * margin) / (x1 - x0), (VIEW[1] - 2 * margin) / (y1 - y0)), 3)
+        return {"scale": scale, "offset": [round(margin / scale - x0, 1), round(margin / scale - y0, 1)]}
+
+    def save(self, path: Path, slug: str) -> dict:
         """Execution order (topological) into each node's 'order', then write the canvas JSON."""
         deps = {n["id"]: {link[1] for link in self.links if link[3] == n["id"]} for n in self.nodes}
         done: list[int] = []
@@ -166,7 +240,7 @@ class Graph:
         for n in self.nodes:
             n["order"] = done.index(n["id"])
         ui = {
-            "id": f"semanticgen-{path.stem}",
+            "id": fixed_uuid4(slug),
             "revision": 0,
             "last_node_id": len(self.nodes),
             "last_link_id": len(self.links),
@@ -174,7 +248,7 @@ class Graph:
             "links": self.links,
             "groups": [],
             "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}, "frontendVersion": "1.28.6"},
+            "extra": {"ds": self.view(), "frontendVersion": "1.27.10"},
             "version": 0.4,
         }
         path.write_text(json.dumps(ui, indent=1) + "\n")
@@ -185,129 +259,135 @@ class Graph:
 # The workflows
 # ----------------------------------------------------------------------------------------------------------------
 
+COL = 380  # column pitch (node width 340 + gap)
 
-def text_nodes(g: Graph, positive: str, negative: str, wan: bool, x: int = 20, y: int = 300):
-    """(positive, negative) CONDITIONING nodes: our MiniLM encoder, or Load CLIP (wan) + CLIP Text Encode."""
+
+def text_nodes(g: Graph, positive: str, negative: str, wan: bool) -> list[dict]:
+    """[Load CLIP (wan),] positive, negative CONDITIONING nodes: our MiniLM encoder, or CLIP Text Encode (umt5)."""
     if not wan:
-        pos = g.node("SemanticGenTextEncode", (x, y), {"text": positive}, "Positive prompt")
-        neg = g.node("SemanticGenTextEncode", (x, y + 170), {"text": negative}, "Negative prompt")
-        return pos, neg
-    clip = g.node("CLIPLoader", (x - 400, y), UMT5)
-    pos = g.node("CLIPTextEncode", (x, y), {"text": positive}, "Positive prompt")
-    neg = g.node("CLIPTextEncode", (x, y + 170), {"text": negative}, "Negative prompt")
+        pos = g.node("SemanticGenTextEncode", {"text": positive}, "Positive prompt", height=120)
+        neg = g.node("SemanticGenTextEncode", {"text": negative}, "Negative prompt", height=100)
+        return [pos, neg]
+    clip = g.node("CLIPLoader", UMT5)
+    pos = g.node("CLIPTextEncode", {"text": positive}, "Positive prompt", height=120)
+    neg = g.node("CLIPTextEncode", {"text": negative}, "Negative prompt", height=100)
     g.link(clip, "CLIP", pos, "clip")
     g.link(clip, "CLIP", neg, "clip")
-    return pos, neg
+    return [clip, pos, neg]
 
 
-def decode_and_save(g: Graph, latent: dict, prefix: str, fps: float, wan: bool, tiled: bool = False, x: int = 1260):
+def decode_and_save(g: Graph, latent: dict, prefix: str, fps: float, wan: bool, tiled: bool = False) -> list[dict]:
     """LATENT -> IMAGE (SemanticGen Decode, or core VAE Decode for Wan) -> Create Video -> Save Video."""
     if wan:
-        vae = g.node("VAELoader", (x - 420, 620), WAN_VAE)
+        vae = g.node("VAELoader", WAN_VAE)
         if tiled:
             dec = g.node(
-                "VAEDecodeTiled", (x, 40), {"tile_size": 512, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}
+                "VAEDecodeTiled", {"tile_size": 512, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}
             )
         else:
-            dec = g.node("VAEDecode", (x, 40))
+            dec = g.node("VAEDecode")
         g.link(vae, "VAE", dec, "vae")
-        g.link(latent, "LATENT", dec, "samples")
     else:
-        vae = g.node("SemanticGenVAELoader", (x - 420, 620), {"vae_name": "embedded shapes VAE", "dtype": "auto"})
-        dec = g.node("SemanticGenDecode", (x, 40), {"chunk": 4})
+        vae = g.node("SemanticGenVAELoader", {"vae_name": "embedded shapes VAE", "dtype": "auto"})
+        dec = g.node("SemanticGenDecode", {"chunk": 4})
         g.link(vae, "vae", dec, "vae")
-        g.link(latent, "LATENT", dec, "samples")
-    video = g.node("CreateVideo", (x, 240), {"fps": fps})
-    save = g.node("SaveVideo", (x, 400), {"filename_prefix": f"video/{prefix}", "format": "auto", "codec": "auto"})
+    g.link(latent, "LATENT", dec, "samples")
+    video = g.node("CreateVideo", {"fps": fps})
+    save = g.node("SaveVideo", {"filename_prefix": f"video/{prefix}", "format": "auto", "codec": "auto"})
     g.link(dec, "IMAGE", video, "images")
     g.link(video, "VIDEO", save, "video")
+    return [vae, dec, video, save]
 
 
-def plan_preview(g: Graph, plan: dict, x: int = 840, y: int = 400) -> None:
-    prev = g.node("PreviewSemanticPlan", (x, y))
-    img = g.node("PreviewImage", (x, y + 110), width=260)
+def plan_preview(g: Graph, plan: dict) -> list[dict]:
+    prev = g.node("PreviewSemanticPlan")
+    img = g.node("PreviewImage")
     g.link(plan, "plan", prev, "plan")
     g.link(prev, "IMAGE", img, "images")
+    return [prev, img]
 
 
-def text_to_video(specs, wan: bool, long: bool) -> Graph:
+def text_to_video(specs, nodes, wan: bool, long: bool) -> Graph:
     """Text -> plan (stage A) -> latents (stage B: full attention, or shifted windows for long) -> video."""
-    g = Graph(specs)
-    g.node("MarkdownNote", (20, -240), {"text": NOTE_WAN if wan else NOTE_EMBEDDED}, width=700)
+    g = Graph(specs, nodes)
+    note = g.note(NOTE_WAN if wan else NOTE_EMBEDDED, 5 * COL - 40)
     prompt = "a purple circle moves to the right" if long else "a red circle moves to the right"
     if wan:
         prompt = (
-            "a red kite flies over a sunny beach, waves rolling in, people walking along the shore"
-            if not long
-            else "a lone hiker walks through a misty pine forest at dawn, then reaches a lake"
+            "a lone hiker walks through a misty pine forest at dawn, then reaches a lake"
+            if long
+            else "a red kite flies over a sunny beach, waves rolling in, people walking along the shore"
         )
-    pos, neg = text_nodes(g, prompt, WAN_NEGATIVE if wan else "", wan)
-    model = g.node("SemanticGenModelLoader", (20, 40), WAN if wan else EMBEDDED)
+    model = g.node("SemanticGenModelLoader", WAN if wan else EMBEDDED)
+    texts = text_nodes(g, prompt, WAN_NEGATIVE if wan else "", wan)
+    pos, neg = texts[-2:]
     size = {"width": 832, "height": 480} if wan else {"width": 64, "height": 64}
-    sampler = {"steps": 30, "cfg": 6.0, "shift": 8.0} if wan else {"steps": 20, "cfg": 4.0, "shift": 2.0}
-    plan = g.node(
-        "GenerateSemanticPlan",
-        (420, 40),
-        {"seconds": 60.0 if long else (5.0 if wan else 2.0), **size, **sampler, "seed": 42},
-    )
-    if long:
-        latent = g.node("SwinLongVideoSampler", (840, 40), {"plan_noise": 0.1, **sampler, "seed": 42, "window": 8})
-    else:
-        latent = g.node("SemanticToLatent", (840, 40), {"plan_noise": 0.1, **sampler, "seed": 42})
+    sampler = SAMPLER_WAN if wan else SAMPLER_EMBEDDED
+    seconds = 60.0 if long else (5.0 if wan else 2.0)
+    plan = g.node("GenerateSemanticPlan", {"seconds": seconds, **size, **sampler, "seed": 42})
+    stage_b = "SwinLongVideoSampler" if long else "SemanticToLatent"
+    latent = g.node(stage_b, {"plan_noise": 0.1, **sampler, "seed": 42, **({"window": 8} if long else {})})
     for dst in (plan, latent):
         g.link(model, "model", dst, "model")
         g.link(pos, "CONDITIONING", dst, "positive")
         g.link(neg, "CONDITIONING", dst, "negative")
     g.link(plan, "plan", latent, "plan")
-    plan_preview(g, plan)
+    previews = plan_preview(g, plan)
     kind = "long" if long else "t2v"
-    decode_and_save(g, latent, f"SemanticGen_{kind}", 16.0 if wan else 8.0, wan, tiled=long and wan)
+    tail = decode_and_save(g, latent, f"SemanticGen_{kind}", 16.0 if wan else 8.0, wan, tiled=long and wan)
+    top = g.column(0, 0, [note])
+    g.column(0, top, [model, *texts])
+    g.column(COL, top, [plan])
+    g.column(2 * COL, top, previews)
+    g.column(3 * COL, top, [latent])
+    g.column(4 * COL, top, tail)
+    g.meta = {"prompt": prompt, "seconds": seconds, "window": 8 if long else None}
     return g
 
 
-def reference_transfer(specs, wan: bool) -> Graph:
+def reference_transfer(specs, nodes, wan: bool) -> Graph:
     """Reference video -> its plan (encoder + compressor) -> latents with a new prompt -> video."""
-    g = Graph(specs)
-    g.node(
-        "MarkdownNote",
-        (20, -240),
-        {
-            "text": NOTE_WAN
-            if wan
-            else NOTE_EMBEDDED + "\n\nThe reference clip "
-            "`reference_shapes.mp4` ships with the pack (a green circle moving right); the prompt changes its colour."
-        },
-        width=700,
+    g = Graph(specs, nodes)
+    text = (NOTE_WAN + NOTE_REFERENCE_WAN) if wan else (NOTE_EMBEDDED + NOTE_REFERENCE_EMBEDDED)
+    note = g.note(text, 5 * COL - 40)
+    prompt = (
+        "a golden retriever runs across a snowy field, soft winter light"
+        if wan
+        else "a yellow circle moves to the right"
     )
-    prompt = "a yellow circle moves to the right"
-    if wan:
-        prompt = "a golden retriever runs across a snowy field, soft winter light"
-    pos, neg = text_nodes(g, prompt, WAN_NEGATIVE if wan else "", wan)
-    model = g.node("SemanticGenModelLoader", (20, 40), WAN if wan else EMBEDDED)
-    enc = g.node(
-        "LoadSemanticEncoder",
-        (20, 640),
-        QWEN if wan else {"kind": "qwen2_5_vl", "weights": "embedded shapes encoder", "dtype": "auto"},
-    )
+    model = g.node("SemanticGenModelLoader", WAN if wan else EMBEDDED)
+    enc = g.node("LoadSemanticEncoder", QWEN if wan else {"kind": "qwen2_5_vl", "weights": "embedded shapes encoder"})
     size = {"width": 832, "height": 480} if wan else {"width": 64, "height": 64}
-    ref = g.node(
-        "EncodeReferenceSemantics",
-        (420, 40),
-        {"file": "reference_shapes.mp4", **size, "max_seconds": 0.0, "fps": 16.0 if wan else 8.0},
-    )
-    if wan:  # a user's clip through ComfyUI's own Load Video (VIDEO input overrides the file widget)
-        video = g.node("LoadVideo", (20, 820), {"file": "reference.mp4"})
+    fps = 16.0 if wan else 8.0
+    sources = [model, enc]
+    if wan:  # a user's clip through ComfyUI's own Load Video, which the file widget defers to
+        video = g.node("LoadVideo", {"file": "reference.mp4"})
+        ref = g.node("EncodeReferenceSemantics", {"file": g.from_input, **size, "max_seconds": 0.0, "fps": fps})
         g.link(video, "VIDEO", ref, "video")
-    sampler = {"steps": 30, "cfg": 6.0, "shift": 8.0} if wan else {"steps": 20, "cfg": 4.0, "shift": 2.0}
-    latent = g.node("SemanticToLatent", (840, 40), {"plan_noise": 0.1, **sampler, "seed": 42})
+        sources.append(video)
+    else:
+        ref = g.node(
+            "EncodeReferenceSemantics", {"file": "reference_shapes.mp4", **size, "max_seconds": 0.0, "fps": fps}
+        )
+    texts = text_nodes(g, prompt, WAN_NEGATIVE if wan else "", wan)
+    pos, neg = texts[-2:]
+    sampler = SAMPLER_WAN if wan else SAMPLER_EMBEDDED
+    latent = g.node("SemanticToLatent", {"plan_noise": 0.1, **sampler, "seed": 42})
     g.link(enc, "encoder", ref, "encoder")
     g.link(model, "model", ref, "model")
     g.link(model, "model", latent, "model")
     g.link(ref, "plan", latent, "plan")
     g.link(pos, "CONDITIONING", latent, "positive")
     g.link(neg, "CONDITIONING", latent, "negative")
-    plan_preview(g, ref)
-    decode_and_save(g, latent, "SemanticGen_reference", 16.0 if wan else 8.0, wan)
+    previews = plan_preview(g, ref)
+    tail = decode_and_save(g, latent, "SemanticGen_reference", fps, wan)
+    top = g.column(0, 0, [note])
+    g.column(0, top, sources)
+    g.column(COL, top, [ref, *previews])
+    g.column(2 * COL, top, texts)
+    g.column(3 * COL, top, [latent])
+    g.column(4 * COL, top, tail)
+    g.meta = {"prompt": prompt, "reference": "reference_shapes.mp4"}
     return g
 
 
@@ -319,48 +399,69 @@ SCHEDULE_PROMPTS = [  # (start seconds, prompt): one character, a motion per seg
 ]
 
 
-def prompt_schedule_minute(specs) -> Graph:
+def prompt_schedule_minute(specs, nodes) -> Graph:
     """One minute from several prompts (embedded model): Prompt Schedule -> plan (stage A, full attention over the
     minute, each semantic frame reading its segment's prompt) -> shifted-window stage B -> video."""
-    g = Graph(specs)
-    note = (
+    g = Graph(specs, nodes)
+    text = (
         NOTE_EMBEDDED + "\n\n**One minute, several prompts**: each prompt starts at its time (Prompt Schedule: "
         "start_2, start_3, ...). The plan is made for the whole minute at once, so the character stays the same "
         "while its motion follows the schedule. Save Semantic Plan (connected to the plan) keeps it for editing."
     )
-    g.node("MarkdownNote", (20, -240), {"text": note}, width=700)
-    model = g.node("SemanticGenModelLoader", (20, 40), EMBEDDED)
-    texts = [g.node("SemanticGenTextEncode", (20, 240 + 150 * i), {"text": p}, f"Prompt {i + 1} ({s:g} s)")
+    note = g.note(text, 5 * COL - 40)
+    model = g.node("SemanticGenModelLoader", EMBEDDED)
+    texts = [g.node("SemanticGenTextEncode", {"text": p}, f"Prompt {i + 1} ({s:g} s)")
              for i, (s, p) in enumerate(SCHEDULE_PROMPTS)]  # fmt: skip
-    neg = g.node("SemanticGenTextEncode", (20, 240 + 150 * len(texts)), {"text": ""}, "Negative prompt")
-    starts = {f"start_{i + 1}": s for i, (s, _) in enumerate(SCHEDULE_PROMPTS) if i}
-    sched = g.node("SemanticGenPromptSchedule", (420, 420), starts)
+    neg = g.node("SemanticGenTextEncode", {"text": ""}, "Negative prompt")
+    sched = g.node("SemanticGenPromptSchedule", {f"start_{i + 1}": s for i, (s, _) in enumerate(SCHEDULE_PROMPTS) if i})
     for i, t in enumerate(texts):
         g.link(t, "CONDITIONING", sched, f"prompt_{i + 1}")
-    sampler = {"steps": 20, "cfg": 4.0, "shift": 2.0}
-    plan = g.node(
-        "GenerateSemanticPlan", (420, 40), {"seconds": 60.0, "width": 64, "height": 64, **sampler, "seed": 42}
-    )
-    latent = g.node("SwinLongVideoSampler", (840, 40), {"plan_noise": 0.1, **sampler, "seed": 42, "window": 8})
+    plan = g.node("GenerateSemanticPlan", {"seconds": 60.0, "width": 64, "height": 64, **SAMPLER_EMBEDDED, "seed": 42})
+    latent = g.node("SwinLongVideoSampler", {"plan_noise": 0.1, **SAMPLER_EMBEDDED, "seed": 42, "window": 8})
     for dst in (plan, latent):
         g.link(model, "model", dst, "model")
         g.link(sched, "schedule", dst, "positive")
         g.link(neg, "CONDITIONING", dst, "negative")
     g.link(plan, "plan", latent, "plan")
-    plan_preview(g, plan)
-    decode_and_save(g, latent, "SemanticGen_schedule", 8.0, wan=False)
+    save_plan = g.node("SaveSemanticPlan", {})
+    g.link(plan, "plan", save_plan, "plan")
+    previews = plan_preview(g, plan)
+    tail = decode_and_save(g, latent, "SemanticGen_schedule", 8.0, wan=False)
+    top = g.column(0, 0, [note])
+    g.column(0, top, [model, *texts, neg])
+    g.column(COL, top, [sched, plan, save_plan])
+    g.column(2 * COL, top, previews)
+    g.column(3 * COL, top, [latent])
+    g.column(4 * COL, top, tail)
+    g.meta = {"prompt": SCHEDULE_PROMPTS[0][1], "seconds": 60.0, "window": 8}
     return g
 
 
-WORKFLOWS = {
-    "semanticgen_t2v_embedded": lambda s: text_to_video(s, wan=False, long=False),
-    "semanticgen_reference_transfer_embedded": lambda s: reference_transfer(s, wan=False),
-    "semanticgen_long_video_embedded": lambda s: text_to_video(s, wan=False, long=True),
-    "semanticgen_t2v_wan2.1_1.3b": lambda s: text_to_video(s, wan=True, long=False),
-    "semanticgen_reference_transfer_wan2.1_1.3b": lambda s: reference_transfer(s, wan=True),
-    "semanticgen_long_video_wan2.1_1.3b": lambda s: text_to_video(s, wan=True, long=True),
-    "semanticgen_prompt_schedule_embedded": prompt_schedule_minute,
-}
+@dataclass(frozen=True)
+class Workflow:
+    slug: str  # fixed id and docs picture name
+    name: str  # file name = the Templates dialog's title (and, read with spaces, its description)
+    make: Callable
+    embedded: bool
+
+
+WORKFLOWS = [
+    Workflow("semanticgen_t2v_embedded", "Text to video (embedded model, no downloads)",
+             lambda s, d: text_to_video(s, d, wan=False, long=False), True),
+    Workflow("semanticgen_reference_transfer_embedded", "Reference video transfer (embedded model, no downloads)",
+             lambda s, d: reference_transfer(s, d, wan=False), True),
+    Workflow("semanticgen_long_video_embedded", "One-minute video (embedded model, no downloads)",
+             lambda s, d: text_to_video(s, d, wan=False, long=True), True),
+    Workflow("semanticgen_t2v_wan2.1_1.3b", "Text to video (Wan2.1-T2V-1.3B, needs downloads and training)",
+             lambda s, d: text_to_video(s, d, wan=True, long=False), False),
+    Workflow("semanticgen_reference_transfer_wan2.1_1.3b",
+             "Reference video transfer (Wan2.1-T2V-1.3B, needs downloads and training)",
+             lambda s, d: reference_transfer(s, d, wan=True), False),
+    Workflow("semanticgen_long_video_wan2.1_1.3b", "One-minute video (Wan2.1-T2V-1.3B, needs downloads and training)",
+             lambda s, d: text_to_video(s, d, wan=True, long=True), False),
+    Workflow("semanticgen_prompt_schedule_embedded", "One minute, several prompts (embedded model, no downloads)",
+             prompt_schedule_minute, True),
+]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -435,13 +536,66 @@ def draw(ui: dict, specs: dict, path: Path) -> None:
     img.save(path)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Thumbnails (the Templates dialog's cards)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def embedded_frames(meta: dict):
+    """uint8 frames [F, 64, 64, 3] the workflow makes, from the embedded pipeline with the workflow's settings."""
+    sys.path.insert(0, str(ROOT))
+    from semanticgen_core.lab.embedded import load_embedded_pipeline
+    from semanticgen_core.video_io import read_video
+
+    pipe = load_embedded_pipeline(with_encoder="reference" in meta)
+    if "reference" in meta:
+        frames = read_video(ROOT / "workflows" / "assets" / meta["reference"], fps=pipe.config.semantic.fps)
+        ref, seconds = pipe.reference_clip(frames, 64, 64)
+        return pipe(meta["prompt"], seconds, reference=ref, seed=42)[0]
+    return pipe(meta["prompt"], meta["seconds"], seed=42, window=meta["window"])[0]
+
+
+def thumbnail(wf: Workflow, picture: Path, meta: dict, path: Path, size: int = 512) -> None:
+    """A 512x512 card: title, then frames of the video it makes (embedded) or the workflow's picture (Wan2.1)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    card = Image.new("RGB", (size, size), "#1d1f24")
+    d = ImageDraw.Draw(card)
+    title, _, subtitle = wf.name.partition(" (")
+    d.text((24, 20), title, fill="white", font=ImageFont.load_default(34))
+    d.text((24, 64), subtitle.rstrip(")"), fill="#9fb4c8", font=ImageFont.load_default(18))
+    box = (24, 104, size - 24, size - 24)  # what goes below the title
+    if wf.embedded:
+        frames = embedded_frames(meta)
+        picks = [frames[round(i * (len(frames) - 1) / 8)] for i in range(9)]  # 9 frames from first to last
+        tile = (box[2] - box[0] - 2 * 8) // 3
+        tile = min(tile, (box[3] - box[1] - 2 * 8) // 3)
+        x0 = (size - 3 * tile - 16) // 2
+        for i, frame in enumerate(picks):
+            img = Image.fromarray(frame).resize((tile, tile), Image.NEAREST)
+            card.paste(img, (x0 + (i % 3) * (tile + 8), box[1] + (i // 3) * (tile + 8)))
+    else:
+        img = Image.open(picture).convert("RGB")
+        img.thumbnail((box[2] - box[0], box[3] - box[1]), Image.LANCZOS)
+        card.paste(img, (box[0] + (box[2] - box[0] - img.width) // 2, box[1]))
+    card.save(path, quality=88, optimize=True)
+
+
 def main() -> None:
-    specs = load_specs()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--thumbnails", action="store_true", help="also write workflows/<name>.jpg (runs the model)")
+    args = parser.parse_args()
+    specs, nodes = load_specs()
     (ROOT / "docs").mkdir(exist_ok=True)
-    for name, make in WORKFLOWS.items():
-        ui = make(specs).save(ROOT / "workflows" / f"{name}.json")
-        draw(ui, specs, ROOT / "docs" / f"workflow_{name}.png")
-        print(f"wrote workflows/{name}.json and docs/workflow_{name}.png")
+    for wf in WORKFLOWS:
+        g = wf.make(specs, nodes)
+        ui = g.save(ROOT / "workflows" / f"{wf.name}.json", wf.slug)
+        picture = ROOT / "docs" / f"workflow_{wf.slug}.png"
+        draw(ui, specs, picture)
+        print(f"wrote workflows/{wf.name}.json and docs/{picture.name}")
+        if args.thumbnails:
+            thumbnail(wf, picture, g.meta, ROOT / "workflows" / f"{wf.name}.jpg")
+            print(f"wrote workflows/{wf.name}.jpg")
 
 
 if __name__ == "__main__":
