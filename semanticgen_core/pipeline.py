@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import flow
+from .attention import attention_backend
 from .checkpoint import check_plan_compatible
 from .compressor import add_plan_noise
 from .config import PipelineConfig, SamplerConfig
@@ -104,7 +105,7 @@ class SemanticGenPipeline:
         x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
-        with torch.no_grad():
+        with torch.no_grad(), attention_backend(self.config.attention):
             return sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), callback=cb)
 
     def plan_from_video(self, frames) -> torch.Tensor:
@@ -141,7 +142,7 @@ class SemanticGenPipeline:
         x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "latent")
-        with torch.no_grad():
+        with torch.no_grad(), attention_backend(self.config.attention):
             ts = flow.schedule(s.steps, s.shift, self.device)
             return sample_euler(
                 fn, x, ts, extra_args={"sem": z_sem.expand(ctx.shape[0], -1, -1, -1, -1), "window": window}, callback=cb
