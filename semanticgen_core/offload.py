@@ -161,6 +161,17 @@ def attach_offload(model: nn.Module, device, blocks_on_device: int | None, prefe
     return model.offloader
 
 
+def device_bytes(model: nn.Module) -> int:
+    """Bytes of weights `model` needs on its device while running: all of them, or for an offloaded model the
+    resident parts plus (1 + prefetch) of its largest streamed blocks."""
+    total = sum(t.numel() * t.element_size() for _, _, t in _tensors(model))
+    off = getattr(model, "offloader", None)
+    if off is None:
+        return total
+    sizes = sorted((sum(t.numel() * t.element_size() for t in host) for host in off.host.values()), reverse=True)
+    return total - sum(sizes) + sum(sizes[: 1 + off.prefetch])
+
+
 def move(model: nn.Module, device) -> nn.Module:
     """model.to(device); an offloaded model moves only its resident parts (the streamed blocks stay in CPU memory
     and keep streaming to the new device)."""
