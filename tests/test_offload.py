@@ -32,7 +32,11 @@ def test_offloaded_forward_equals_normal_forward(on_device, prefetch):
     want = [run(model, s, w) for s, w in ((0, None), (1, 2))]
     off = attach_offload(model, "cpu", on_device, prefetch)
     assert off is model.offloader and off.streamed == list(range(on_device, 4))
+    in_flight = []  # streamed blocks held on the device while each block runs (hook after the offloader's)
+    for b in model.blocks:
+        b.register_forward_pre_hook(lambda m, a: in_flight.append(len(off.loaded)))
     got = [run(model, s, w) for s, w in ((0, None), (1, 2))]
+    assert max(in_flight) == min(1 + prefetch, 4 - on_device)  # the memory bound: never more blocks than that
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     # every streamed block is copied once per forward; the copies run ahead cyclically (into the next step)
