@@ -7,7 +7,8 @@ The model is built as train/stage1.py builds it with --lora-rank R --base-dtype 
 --mixed-precision bf16 (random weights instead of a Wan file: the cost does not depend on the values): frozen base in
 bf16, adapters and the semantic embedding in fp32, the compressor fully trained, AdamW on the trainables, an fp32
 EMA copy of them as the loop keeps. A step = forward under bf16 autocast + backward + optimizer step + EMA update.
-Prints the peak resident memory of the process (ru_maxrss), the part added by the step, and seconds per step.
+Prints the peak resident memory of the process (ru_maxrss), the part added by the step, and seconds per step (wall
+and the process's CPU time: on a shared machine the wall time also counts the waits for a core).
 """
 
 import argparse
@@ -77,15 +78,16 @@ def main(args):
           f"semantic tokens, text {args.text_tokens} of 512; checkpointing {args.checkpointing}")  # fmt: skip
     g = torch.Generator().manual_seed(0)
     for step in range(args.steps):
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss, _ = model(batch, g)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         update_ema(ema, params, 0.999)
-        seconds = time.perf_counter() - t1
-        print(f"step {step}: loss {loss.item():.4f}, {seconds:.1f} s, peak RSS {rss() / GB:.2f} GB "
+        seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
+        print(f"step {step}: loss {loss.item():.4f}, {seconds:.1f} s wall ({cpu:.1f} s CPU time, {torch.get_num_threads()} "
+              f"threads), peak RSS {rss() / GB:.2f} GB "
               f"(+{(rss() - built) / GB:.2f} GB over the built model)", flush=True)  # fmt: skip
 
 
