@@ -1,6 +1,12 @@
 """ComfyUI nodes (thin glue over semanticgen_core), registered with the classic NODE_CLASS_MAPPINGS API."""
 
-from .loaders import LoadSemanticEncoder, SemanticGenModelLoader, SemanticGenTextEncode, SemanticGenVAELoader
+from .loaders import (
+    LoadSemanticEncoder,
+    SemanticGenLoraSelect,
+    SemanticGenModelLoader,
+    SemanticGenTextEncode,
+    SemanticGenVAELoader,
+)
 from .plans import (
     BlendSemanticPlans,
     LoadSemanticPlan,
@@ -23,6 +29,7 @@ from .sampling import (
 
 NODE_CLASS_MAPPINGS = {
     "SemanticGenModelLoader": SemanticGenModelLoader,
+    "SemanticGenLoraSelect": SemanticGenLoraSelect,
     "LoadSemanticEncoder": LoadSemanticEncoder,
     "SemanticGenVAELoader": SemanticGenVAELoader,
     "SemanticGenTextEncode": SemanticGenTextEncode,
@@ -44,6 +51,7 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SemanticGenModelLoader": "SemanticGen Model Loader",
+    "SemanticGenLoraSelect": "SemanticGen LoRA Select",
     "LoadSemanticEncoder": "Load Semantic Encoder",
     "SemanticGenVAELoader": "SemanticGen VAE Loader",
     "SemanticGenTextEncode": "SemanticGen Text Encode (embedded MiniLM)",

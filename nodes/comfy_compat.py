@@ -55,17 +55,19 @@ def auto_dtype(device: torch.device) -> torch.dtype:
 @contextlib.contextmanager
 def on_device(*modules: torch.nn.Module):
     """Move modules to the run device for the block (freeing ComfyUI memory first), then back to the offload device."""
+    from ..semanticgen_core.offload import device_bytes, move
+
     device = torch_device()
     if IN_COMFY:
-        size = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+        size = sum(device_bytes(m) for m in modules)  # an offloaded generator needs only its resident blocks
         mm.free_memory(size * 2, device)  # weights + activations headroom, as the upscale-model node does
     try:
         for m in modules:
-            m.to(device)
+            move(m, device)  # an offloaded generator keeps streaming its other blocks from CPU memory
         yield device
     finally:
         for m in modules:
-            m.to(offload_device())
+            move(m, offload_device())
         if IN_COMFY:
             mm.soft_empty_cache()
 

@@ -106,8 +106,9 @@ def text_encoder(max_length: int):
     return default_text_encoder(max_length)
 
 
-def load_model(stage1: str, stage2: str, dtype: torch.dtype) -> SemanticGenModel:
-    """A SemanticGenModel from dropdown names (the embedded model or files in models/semanticgen/)."""
+def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> SemanticGenModel:
+    """A SemanticGenModel from dropdown names (the embedded model or files in models/semanticgen/), with the
+    LoRAs, offloading, compilation and attention backend of `runtime` (a RuntimeConfig) applied."""
     from ..semanticgen_core.config import SamplerConfig
     from ..semanticgen_core.lab.embedded import embedded_path, manifest
     from ..semanticgen_core.models import build_pipeline
@@ -120,12 +121,69 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype) -> SemanticGenModel
     embedded = stage1 == EMBEDDED_MODEL
     sampler, noise = (SamplerConfig(**manifest()["sampler"]), manifest()["plan_noise"]) if embedded else (None, 0.1)
     pipe = build_pipeline(path(stage1, "stage1"), s2, None, None, None, sampler, noise, cc.offload_device(), dtype)
+    if runtime is not None:
+        from ..semanticgen_core.runtime import configure_pipeline
+
+        runtime.check(cc.torch_device())
+        configure_pipeline(pipe, runtime, cc.offload_device())  # the samplers move it with cc.on_device
     return SemanticGenModel(pipe, *latent_space_stats(pipe.config.video, stage1), name=stage1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Nodes
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def runtime_config(lora, lora_mode, attention, blocks_on_device, compile):
+    """RuntimeConfig from the loader's optional inputs (blocks_on_device -1: all blocks on the device)."""
+    from ..semanticgen_core.runtime import RuntimeConfig
+
+    on_device = None if blocks_on_device < 0 else blocks_on_device
+    return RuntimeConfig(attention, on_device, 1, compile, [(str(p), s) for p, s in lora or []], lora_mode)
+
+
+RUNTIME = {
+    "lora": ("SEMANTICGEN_LORA", {"tooltip": "LoRAs for the Wan base of the latent generator (SemanticGen LoRA Select)."}),
+    "lora_mode": (["runtime", "merge"], {"default": "runtime", "tooltip": "runtime: adapters beside the untouched "
+                  "weights; merge: added into the weights (no extra compute per step)."}),
+    "attention": (["auto", "sdpa", "flash", "sage"], {"default": "auto", "tooltip": "Attention kernel: auto = "
+                  "flash-attn for bf16/fp16 on CUDA when installed, else PyTorch SDPA; sage needs sageattention."}),
+    "blocks_on_device": ("INT", {"default": -1, "min": -1, "max": 64, "tooltip": "Transformer blocks kept on the GPU; "
+                         "the others stream from CPU memory each step (slower, far less VRAM). -1: all."}),
+    "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block (slow first run)."}),
+}  # fmt: skip
+
+
+class SemanticGenLoraSelect:
+    """A LoRA file from models/loras/ with a strength, chained onto earlier selections -> SEMANTICGEN_LORA."""
+
+    CATEGORY = "SemanticGen"
+    DESCRIPTION = (
+        "Picks a Wan2.1 LoRA (diffusers/PEFT, ComfyUI or kohya/musubi layout) for the SemanticGen Model Loader. "
+        "Chain several; the loader applies them to the latent generator."
+    )
+    RETURN_TYPES = ("SEMANTICGEN_LORA",)
+    RETURN_NAMES = ("lora",)
+    OUTPUT_TOOLTIPS = ("The chain of (LoRA file, strength) to connect to the loader's 'lora' input.",)
+    FUNCTION = "select"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        strength = {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "Multiplier of the update."}
+        return {
+            "required": {
+                "lora_name": (cc.model_files("loras"), {"tooltip": "A LoRA .safetensors file from models/loras/."}),
+                "strength": ("FLOAT", strength),
+            },
+            "optional": {"prev_lora": ("SEMANTICGEN_LORA", {"tooltip": "LoRAs selected before this one."})},
+        }
+
+    def select(self, lora_name, strength, prev_lora=None):
+        from ..semanticgen_core.lora import read_lora
+
+        path = cc.model_path(lora_name, "loras")
+        read_lora(path)  # a broken or unsupported file fails here, naming it, before the loader runs
+        return ([*(prev_lora or []), (str(path), float(strength))],)
 
 
 class SemanticGenModelLoader(_Cached):
@@ -143,7 +201,8 @@ class SemanticGenModelLoader(_Cached):
         files = cc.model_files()
         stage1 = [EMBEDDED_MODEL, *files]
         stage2 = [EMBEDDED_MODEL, NO_STAGE2, *files]
-        return {"required": {"stage1": (stage1, TIPS["stage1"]), "stage2": (stage2, TIPS["stage2"]), "dtype": DTYPE}}
+        required = {"stage1": (stage1, TIPS["stage1"]), "stage2": (stage2, TIPS["stage2"]), "dtype": DTYPE}
+        return {"required": required, "optional": RUNTIME}
 
     @classmethod
     def VALIDATE_INPUTS(cls, stage1, stage2):
@@ -151,8 +210,11 @@ class SemanticGenModelLoader(_Cached):
             {"stage1": stage1, "stage2": stage2}, {EMBEDDED_MODEL, NO_STAGE2}, cc.MODEL_FOLDER, "stage"
         )
 
-    def load(self, stage1, stage2, dtype):
-        return (self.cached((stage1, stage2, dtype), lambda: load_model(stage1, stage2, _dtype(dtype))),)
+    def load(self, stage1, stage2, dtype, lora=None, lora_mode="runtime", attention="auto", blocks_on_device=-1,
+             compile=False):  # fmt: skip
+        rt = runtime_config(lora, lora_mode, attention, blocks_on_device, compile)
+        key = (stage1, stage2, dtype, repr(rt))
+        return (self.cached(key, lambda: load_model(stage1, stage2, _dtype(dtype), rt)),)
 
 
 class LoadSemanticEncoder(_Cached):

@@ -11,6 +11,8 @@ attend within pairs of chunks (0 1)(2 3)..., odd layers within the pairs shifted
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from functools import lru_cache
 
@@ -25,6 +27,66 @@ try:  # optional: used on CUDA with half precision when installed, never require
     from flash_attn import flash_attn_func as _flash_attn_func
 except ImportError:
     _flash_attn_func = None
+try:  # optional: SageAttention (quantised QK^T), CUDA fp16/bf16 only
+    from sageattention import sageattn as _sageattn
+except ImportError:
+    _sageattn = None
+
+BACKENDS = ("auto", "sdpa", "flash", "sage")
+_INSTALL = {"flash": ("flash-attn", _flash_attn_func), "sage": ("sageattention", _sageattn)}
+_backend: contextvars.ContextVar[str] = contextvars.ContextVar("semanticgen_attention_backend", default="auto")
+
+
+def check_backend(name: str, device: str | torch.device | None = None) -> str:
+    """Validate a backend name before any work: known, its package installed, and (flash / sage) a CUDA device."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}; one of {BACKENDS}")
+    if name in _INSTALL:
+        package, fn = _INSTALL[name]
+        if fn is None:
+            raise ValueError(f"attention backend {name!r} needs the {package} package: pip install {package}")
+        if device is not None and torch.device(device).type != "cuda":
+            raise ValueError(f"attention backend {name!r} runs on CUDA only, but the device is {device}; use sdpa")
+    return name
+
+
+@contextlib.contextmanager
+def attention_backend(name: str | None):
+    """Run the enclosed model calls with one attention backend ('auto' | 'sdpa' | 'flash' | 'sage'; None: keep).
+
+    The only switch between kernels: models never name a backend, `attention()` reads this context. Inside
+    torch.compile the choice is a guard, so a change recompiles instead of silently keeping the old kernel.
+    """
+    if name is None:
+        yield
+        return
+    token = _backend.set(check_backend(name))
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+def current_backend() -> str:
+    """The backend chosen by the innermost `attention_backend` context ('auto' outside any)."""
+    return _backend.get()
+
+
+def _pick(q: torch.Tensor, bias: torch.Tensor | None, backend: str | None) -> str:
+    """The kernel for one call. flash and sage take no logit bias: such calls (compacted text padding) use SDPA."""
+    backend = backend or _backend.get()
+    half_cuda = q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+    if backend == "auto":
+        return "flash" if bias is None and _flash_attn_func is not None and half_cuda else "sdpa"
+    if backend in _INSTALL:
+        if _INSTALL[backend][1] is None:
+            check_backend(backend)  # raises: not installed
+        if not half_cuda:
+            raise RuntimeError(
+                f"attention backend {backend!r} needs CUDA fp16/bf16 tensors, got {q.device} {q.dtype}; use sdpa"
+            )
+        return "sdpa" if bias is not None else backend
+    return check_backend(backend)
 
 
 def attention(
@@ -32,20 +94,15 @@ def attention(
 ) -> torch.Tensor:
     """Full softmax attention. q: [B, Lq, N, E]; k, v: [B, Lk, N, E] -> [B, Lq, N, E].
 
-    backend: None (auto: flash-attn for fp16/bf16 CUDA tensors when installed, else PyTorch SDPA), 'sdpa' or
-    'flash'. bias: additive logit bias broadcastable to [B, N, Lq, Lk] (SDPA only).
+    backend: None (the `attention_backend` context; 'auto' there means flash-attn for fp16/bf16 CUDA tensors when
+    installed, else PyTorch SDPA), 'sdpa', 'flash' or 'sage'. bias: additive logit bias broadcastable to
+    [B, N, Lq, Lk] (SDPA only; flash and sage fall back to SDPA for biased calls).
     """
-    if backend is None:
-        use_flash = (
-            bias is None and _flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
-        )
-        backend = "flash" if use_flash else "sdpa"
+    backend = _pick(q, bias, backend)
     if backend == "flash":
-        if _flash_attn_func is None:
-            raise RuntimeError("attention backend 'flash' requested but flash-attn is not installed")
         return _flash_attn_func(q, k, v)
-    if backend != "sdpa":
-        raise ValueError(f"unknown attention backend {backend!r}; use 'sdpa' or 'flash'")
+    if backend == "sage":
+        return _sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias)
     return out.transpose(1, 2)
 

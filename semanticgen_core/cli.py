@@ -71,6 +71,30 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         _fail(parser, "custom weights need all of --stage1, --stage2, --vae and --text-encoder-path")
     if args.reference and any(custom) and not args.semantic_encoder_path:
         _fail(parser, "--reference with custom weights needs --semantic-encoder-path")
+    check_runtime_args(parser, args)
+
+
+def runtime_config(args):
+    """The RuntimeConfig (LoRA, offloading, compile, attention) of the budget flags."""
+    from .runtime import RuntimeConfig, parse_lora_arg
+
+    loras = [parse_lora_arg(text) for text in args.lora]
+    return RuntimeConfig(args.attention, args.blocks_on_device, args.prefetch_blocks, args.compile, loras,
+                         args.lora_mode)  # fmt: skip
+
+
+def check_runtime_args(parser: argparse.ArgumentParser, args) -> None:
+    """The budget flags: LoRA files exist, the attention backend is installed for the device, counts are sane."""
+    rt = runtime_config(args)
+    for path, _ in rt.loras:
+        if not Path(path).is_file() or not path.endswith(".safetensors"):
+            _fail(parser, f"--lora {path}: no such .safetensors file (give PATH or PATH:STRENGTH)")
+    if args.prefetch_blocks < 0:
+        _fail(parser, f"--prefetch-blocks {args.prefetch_blocks}: must be >= 0")
+    try:
+        rt.check(args.device)
+    except ValueError as err:
+        _fail(parser, f"{err} (--attention / --blocks-on-device / --lora-mode)")
 
 
 def load_pipeline(args):
@@ -88,7 +112,9 @@ def load_pipeline(args):
     enc = None
     if args.reference:
         enc = load_semantic_encoder(args.semantic_encoder, args.semantic_encoder_path, device=args.device)
-    pipe = build_pipeline(args.stage1, args.stage2, vae, text, enc, device=args.device)
+    # offloading: the generators stay in CPU memory until configure_pipeline places their resident parts
+    gen_device = "cpu" if args.blocks_on_device is not None else args.device
+    pipe = build_pipeline(args.stage1, args.stage2, vae, text, enc, device=gen_device)
     return pipe, {"height": 480, "width": 832, "window": None}
 
 
@@ -102,9 +128,11 @@ def generate(args) -> Path:
     from .plan_io import SemanticPlan, check_plan, load_plan, save_plan
     from .schedule import check_schedule
     from .video_io import read_video, video_info, write_video
+    from .runtime import configure_pipeline
 
     t0 = time.time()
     pipe, info = load_pipeline(args)
+    configure_pipeline(pipe, runtime_config(args), args.device)  # LoRA, offloading, compile, attention
     cfg = pipe.config
     height, width = args.height or info["height"], args.width or info["width"]
     sampler = SamplerConfig(
@@ -197,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--text-encoder-path", default=None, help="text encoder folder")
     w.add_argument("--semantic-encoder", default="qwen2_5_vl", help="semantic encoder kind (for --reference)")
     w.add_argument("--semantic-encoder-path", default=None, help="semantic encoder weights (for --reference)")
+    b = g.add_argument_group("fitting the GPU (see README: Fitting real GPUs)")
+    b.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
+                   help="LoRA for the Wan base of the latent generator (diffusers/PEFT, ComfyUI or kohya layout); "
+                   "repeat for several")  # fmt: skip
+    b.add_argument("--lora-mode", choices=("runtime", "merge"), default="runtime",
+                   help="runtime: adapters beside untouched weights; merge: added into the weights (no extra compute)")  # fmt: skip
+    b.add_argument("--blocks-on-device", type=int, default=None,
+                   help="transformer blocks kept on the device, the rest streamed from CPU memory (default: all)")  # fmt: skip
+    b.add_argument("--prefetch-blocks", type=int, default=1, help="streamed blocks copied ahead of use")
+    b.add_argument("--attention", default="auto", choices=("auto", "sdpa", "flash", "sage"),
+                   help="attention kernel (auto: flash-attn for fp16/bf16 on CUDA when installed, else SDPA)")  # fmt: skip
+    b.add_argument("--compile", action="store_true", help="torch.compile each transformer block (slow first step)")
     return p
 
 

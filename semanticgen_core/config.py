@@ -172,6 +172,7 @@ class PipelineConfig:
     plan_noise: float = 0.1  # std of the Gaussian added to z_sem before stage B (RAE-style augmentation)
     window: int | None = None  # stage-B attention window in latent frames (None: full attention)
     decode_chunk: int = 4  # latent frames decoded at a time
+    attention: str = "auto"  # attention kernel while sampling: auto | sdpa | flash | sage (attention.py picks it)
 
 
 # ----------------------------------------------------------------------------------------------------------------

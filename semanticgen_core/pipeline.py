@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import checks, flow
+from .attention import attention_backend
 from .checkpoint import check_plan_compatible
 from .compressor import add_plan_noise
 from .config import PipelineConfig, SamplerConfig
@@ -160,7 +161,7 @@ class SemanticGenPipeline:
         x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
-        with torch.no_grad():
+        with torch.no_grad(), attention_backend(self.config.attention):
             return sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), extra_args=extra, callback=cb)
 
     def inpaint_plan(
@@ -198,7 +199,7 @@ class SemanticGenPipeline:
             return base(torch.where(mask, flow.interpolate(z_known, eps, t), x), t, **kw)
 
         cb = _tagged(callback, "plan")
-        with torch.no_grad():
+        with torch.no_grad(), attention_backend(self.config.attention):
             out = sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), extra_args=extra, callback=cb)
         return torch.where(mask, z_known, out)
 
@@ -247,7 +248,7 @@ class SemanticGenPipeline:
         x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device, self.dtype)
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "latent")
-        with torch.no_grad():
+        with torch.no_grad(), attention_backend(self.config.attention):
             ts = flow.schedule(s.steps, s.shift, self.device)
             extra.update(sem=z_sem.expand(ctx.shape[0], -1, -1, -1, -1), window=window)
             return sample_euler(fn, x, ts, extra_args=extra, callback=cb)

@@ -151,3 +151,33 @@ def test_sigterm_while_writing_leaves_no_temp_file_and_exits_143(tmp_path, monke
     assert main(["generate", "--prompt", "x", "--out", str(tmp_path / "a.mp4")]) == 143
     assert os.listdir(tmp_path) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is only installed while generating
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--lora", "/nonexistent/style.safetensors:0.5"], "--lora /nonexistent/style.safetensors: no such"),
+        (["--attention", "sage"], "sage"),
+        (["--blocks-on-device", "-1"], "blocks_on_device must be >= 0"),
+        (["--prefetch-blocks", "-1"], "--prefetch-blocks -1"),
+    ],
+)
+def test_bad_budget_flags_are_rejected_before_loading(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["generate", "--prompt", "a red circle", *argv])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_offloaded_generation_equals_the_plain_one_and_a_foreign_lora_is_named(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    base = ["generate", "--prompt", "a green triangle", "--seconds", "1", "--steps", "2", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a.mp4")]) == 0
+    assert main([*base, "--out", str(tmp_path / "b.mp4"), "--blocks-on-device", "1", "--attention", "sdpa"]) == 0
+    assert np.abs(read_video(tmp_path / "a.mp4").astype(int) - read_video(tmp_path / "b.mp4")).mean() < 3
+    wan = tmp_path / "wan_lora.safetensors"  # a Wan2.1-1.3B-width LoRA does not fit the embedded model
+    save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 1536),
+               "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.zeros(1536, 4)}, str(wan))  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "c.mp4"), "--lora", f"{wan}:0.8"]) == 1
+    assert "wan_lora.safetensors does not fit this model" in capsys.readouterr().err

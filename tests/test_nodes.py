@@ -125,7 +125,7 @@ def plan(model, parts):
 
 def test_pack_imports_without_comfyui():
     assert "comfy" not in sys.modules and "folder_paths" not in sys.modules and not cc.IN_COMFY
-    assert set(MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS) and len(MAPPINGS) == 19
+    assert set(MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS) and len(MAPPINGS) == 20
     assert cc.torch_device().type in ("cpu", "cuda") and cc.model_files() == [] and cc.input_videos() == []
 
 
@@ -443,3 +443,33 @@ def test_stage_b_previews_use_wan21_factors_in_wan_space(model, parts, monkeypat
     ]
     MAPPINGS["SemanticToLatent"]().sample(wan, plan, parts["pos"], parts["neg"], 0.1, **SAMPLER, seed=0)
     assert seen == [False] * SAMPLER["steps"] + [True] * SAMPLER["steps"]  # plan: PCA; stage B: Wan 2.1 factors
+
+
+def test_lora_select_and_budget_options_of_the_loader(parts, plan, tmp_path):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(2)
+    lora = {}
+    for name in ("blocks.0.self_attn.q", "blocks.1.ffn.2"):
+        w = SemanticGenDiT(DIT_CONFIGS["tiny"]).get_submodule(name).weight
+        lora[f"diffusion_model.{name}.lora_down.weight"] = torch.randn(2, w.shape[1], generator=g)
+        lora[f"diffusion_model.{name}.lora_up.weight"] = torch.randn(w.shape[0], 2, generator=g)
+    save_file(lora, str(tmp_path / "style.safetensors"))
+    select = MAPPINGS["SemanticGenLoraSelect"]()
+    chain = select.select(str(tmp_path / "style.safetensors"), 0.5)[0]
+    chain = select.select(str(tmp_path / "style.safetensors"), 0.25, prev_lora=chain)[0]
+    assert [s for _, s in chain] == [0.5, 0.25]
+    s1, s2 = str(parts["s1"]), str(parts["s2"])
+
+    def latent(**opts):
+        model = MAPPINGS["SemanticGenModelLoader"]().load(s1, s2, "float32", **opts)[0]
+        return MAPPINGS["SemanticToLatent"]().sample(model, plan, parts["pos"], parts["neg"], 0.1, **SAMPLER, seed=1)[0]
+
+    plain = latent()["samples"]
+    runtime = latent(lora=chain, lora_mode="runtime", attention="sdpa", blocks_on_device=0)["samples"]
+    merged = latent(lora=chain, lora_mode="merge", blocks_on_device=1)["samples"]
+    assert not torch.allclose(plain, runtime, atol=1e-3)  # the LoRA changes the result
+    assert torch.allclose(runtime, merged, atol=1e-4)  # merged == applied at runtime, offloaded or not
+    assert torch.allclose(plain, latent(blocks_on_device=0)["samples"], atol=0)  # offloading changes nothing
+    with pytest.raises(ValueError, match="pip install|CUDA only"):
+        latent(attention="sage")

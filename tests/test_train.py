@@ -247,3 +247,47 @@ def test_a_full_disk_while_saving_loses_nothing(cache, tmp_path, monkeypatch):
         train_to(cache, run, 4, "--resume")
     assert sorted(p.name for p in (run / "states").iterdir()) == ["step-00000002"]
     assert {p.name: p.read_bytes() for p in (run / "states" / "step-00000002").iterdir()} == before
+
+
+def test_lora_mode_trains_adapters_and_new_layers_and_exports_a_loadable_lora(cache, tmp_path):
+    from conftest import randomize
+    from safetensors.torch import save_file
+
+    from semanticgen_core import DIT_CONFIGS, SemanticGenDiT
+    from semanticgen_core.lora import apply_lora, load_lora
+
+    wan = randomize(SemanticGenDiT(DIT_CONFIGS["tiny"].__class__.from_dict({**DIT_CONFIGS["tiny"].to_dict(),
+                                                                           "sem_channels": 0})), 0.2, seed=3)  # fmt: skip
+    save_file({f"model.diffusion_model.{k}": v for k, v in wan.state_dict().items()}, str(tmp_path / "wan.safetensors"))
+    run = tmp_path / "lora"
+    args = ["--data", cache, "--out", str(run), "--init-wan", str(tmp_path / "wan.safetensors"), "--max-steps", "2",
+            "--lora-rank", "4", "--lora-alpha", "8", "--lr", "1e-2", "--gradient-checkpointing", *FAST]  # fmt: skip
+    stage1.main(stage1.parse_args(args))
+    state = load_file(str(run / "states" / "step-00000002" / "model.safetensors"))
+    base = wan.state_dict()
+    frozen = [k for k in base if not k.startswith(("patch_embedding", "head.head"))]  # shapes kept: frozen
+    assert all(torch.equal(state[f"lat_generator.{k}"], base[k]) for k in frozen)
+    assert state["lat_generator.sem_embedding.weight"].abs().sum() > 0  # new layer: trained from its zero init
+    assert state["lat_generator.blocks.1.ffn.2.adapters.0.up"].abs().sum() > 0  # adapters: trained from zero
+
+    # the export is the merged model; the LoRA file on the Wan base (+ the trained new layer) gives the same model
+    s1 = load_stage1(run / "stage1_bundle.safetensors")
+    lora = load_lora(run / "stage1_lora.safetensors", wan)
+    assert len(lora) == 2 * 10
+    rebuilt = SemanticGenDiT(s1.lat_generator.config)
+    rebuilt.load_state_dict({**{k: v for k, v in base.items()}, **{k: v for k, v in s1.lat_generator.state_dict().items()
+                            if k.startswith("sem_embedding")}})  # fmt: skip
+    apply_lora(rebuilt, load_lora(run / "stage1_lora.safetensors", rebuilt), 1.0, "merge")
+    merged = s1.lat_generator.state_dict()
+    assert max((rebuilt.state_dict()[k] - merged[k]).abs().max() for k in frozen) < 1e-6
+    assert max((merged[k] - base[k]).abs().max() for k in frozen) > 1e-4  # and the LoRA did change the blocks
+
+    # bf16 frozen base under bf16 autocast (the real-size setting) runs; the frozen weights stay bf16
+    run16 = tmp_path / "lora16"
+    args16 = [a if a != str(run) else str(run16) for a in args]
+    proc = run_script("stage1.py", *args16, "--base-dtype", "bf16", "--mixed-precision", "bf16", "--max-steps", "1")
+    assert proc.wait(timeout=300) == 0, proc.communicate()[0][-3000:]  # own process: accelerate's state is global
+    state16 = load_file(str(run16 / "states" / "step-00000001" / "model.safetensors"))
+    assert state16["lat_generator.blocks.0.self_attn.q.weight"].dtype == torch.bfloat16
+    assert state16["lat_generator.blocks.0.self_attn.q.adapters.0.down"].dtype == torch.float32
+    assert state16["lat_generator.blocks.0.norm3.weight"].dtype == torch.float32

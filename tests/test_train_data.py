@@ -182,3 +182,41 @@ def test_prepare_cli_with_real_tiny_components_then_train(tmp_path):
     result = stage1.main(stage1.parse_args(["--data", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
                                             "--config", str(config), "--max-steps", "2", "--log-every", "1"]))  # fmt: skip
     assert result["step"] == 2 and result["export"].is_file()
+
+
+def _prepare_worker(rank, world, videos, out, barrier):
+    """One process of a sharded prepare run (spawned: module-level)."""
+    prepare(PrepareConfig(**TINY), discover_pairs(videos), out, tiny_components(), rank, world, barrier.wait)
+
+
+def run_sharded(videos, out, world=2):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(world)
+    procs = [ctx.Process(target=_prepare_worker, args=(r, world, videos, out, barrier)) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * world
+    return json.loads((next(Path(out).glob("*/index.json"))).read_text())
+
+
+def test_two_processes_make_the_same_cache_as_one_and_resume(tmp_path):
+    videos = make_videos(tmp_path / "videos")
+    one = prepare(PrepareConfig(**TINY), discover_pairs(videos), tmp_path / "one", tiny_components())
+    two = run_sharded(videos, tmp_path / "two")
+    assert two["complete"] and two["samples"] == one["samples"] and two["encoded"] == one["encoded"] == 6
+    assert {s["video"] for s in two["skipped"]} == {s["video"] for s in one["skipped"]}
+    assert (two["semantic"], two["video"], two["key"]) == (one["semantic"], one["video"], one["key"])
+    strip = lambda entries: {k: {f: v for f, v in e.items() if f != "shard"} for k, e in entries.items()}  # noqa: E731
+    assert strip(two["entries"]) == strip(one["entries"])
+    assert {e["shard"][:9] for e in two["entries"].values()} == {"shard-r0-", "shard-r1-"}  # both processes wrote
+    a, b = CachedLatentDataset(one["dir"]), CachedLatentDataset(tmp_path / "two")
+    for i in range(len(a)):
+        assert all(torch.equal(a[i][k], b[i][k]) for k in ("latents", "sem_feats", "ctx"))
+    assert torch.equal(a.null_ctx, b.null_ctx) and not list(Path(b.dir).glob("index.part*"))
+    # a second run (any process count) finds everything encoded
+    again = prepare(PrepareConfig(**TINY), discover_pairs(videos), tmp_path / "two", tiny_components())
+    assert again["encoded"] == 0 and again["reused"] == 6 and again["samples"] == one["samples"]

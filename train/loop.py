@@ -73,16 +73,26 @@ class TrainConfig:
     time_shift: float = opt(1.0, "Wan timestep shift applied to the sampled training times (1: none)")
     num_workers: int = opt(0, "DataLoader worker processes")
     export_dtype: str = opt("fp32", "storage dtype of the inference export: fp32 | bf16 | fp16")
+    lora_rank: int = opt(0, "LoRA mode: freeze the Wan base, train rank-N adapters + the new layers (0: full)")
+    lora_alpha: float = opt(0.0, "LoRA alpha (scale alpha / rank; 0: alpha = rank)")
+    base_dtype: str = opt("fp32", "LoRA mode: storage dtype of the frozen base weights, fp32 | bf16 (bf16 needs "
+                          "--mixed-precision bf16)")  # fmt: skip
 
     def __post_init__(self):
         choices = {"mixed_precision": ("", "no", "fp16", "bf16"), "time_sampling": ("logit_normal", "uniform")}
         choices["export_dtype"] = ("fp32", "bf16", "fp16")
+        choices["base_dtype"] = ("fp32", "bf16")
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}; choose one of {allowed}")
         for name in ("max_steps", "batch_size", "grad_accum", "ckpt_every", "keep_states", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lora_rank < 0:
+            raise ValueError(f"TrainConfig.lora_rank must be >= 0, got {self.lora_rank}")
+        if self.base_dtype != "fp32" and (self.lora_rank == 0 or self.mixed_precision != "bf16"):
+            raise ValueError("base_dtype bf16 stores the frozen base of LoRA mode: it needs lora_rank > 0 and "
+                             "mixed_precision bf16 (autocast runs its matmuls)")  # fmt: skip
 
 
 @dataclass

@@ -9,7 +9,9 @@ encoder, over the same time span, resized and centre-cropped to the size bucket 
 the longest frame bucket that fits. Output goes to CACHE/<key>/ where the key hashes every setting that changes
 the content, so a changed setting never reuses stale tensors; rerunning with the same settings reuses the samples
 already encoded (a crashed run resumes). Unreadable, too-short, truncated and captionless videos are reported and
-skipped with their reasons; a missing folder or a cache with no sample is a clear error.
+skipped with their reasons; a missing folder or a cache with no sample is a clear error. Several processes share the
+videos: `accelerate launch --num_processes N train/prepare.py ...` (one per GPU, or CPU processes with
+ACCELERATE_USE_CPU=1 --multi_gpu); the run prints clips/s.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import math
 import sys
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,39 +186,58 @@ def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict, vae=None) -> 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, components=None) -> dict:
-    """Encode `pairs` into OUT/<key>/ and return the index (plus `dir`, `encoded`, `reused`, `skipped`)."""
+def _read_json(path: Path, default: dict) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, components=None, rank: int = 0,
+            world: int = 1, barrier=None) -> dict:  # fmt: skip
+    """Encode `pairs` into OUT/<key>/ and return the index (plus `dir`, `encoded`, `reused`, `skipped`).
+
+    Several processes (one call each, e.g. under `accelerate launch`; `barrier()` waits for all of them): process
+    `rank` of `world` encodes pairs rank, rank + world, ... into its own shards (`shard-r<rank>-N`) and records them
+    in `index.part<rank>.json` after every shard; then the main process merges the parts into index.json, with the
+    samples in the order of `pairs`: the same cache as one process makes, but for shard file names. Entries of
+    index.json and of parts left by a crashed run are reused, whatever number of processes made them.
+    """
     components = components or load_components(cfg)
     folder = Path(out) / cache_key(cfg)
     index_path = folder / INDEX_NAME
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {"entries": {}}
-    index.update(format=CACHE_FORMAT, key=folder.name, settings=asdict(cfg), complete=False)
-    shard_no = 1 + max((int(p.stem[6:]) for p in folder.glob("shard-*.safetensors")), default=-1)  # never reused
-    pending, samples, skipped, encoded = {}, [], [], 0
+    index = _read_json(index_path, {"entries": {}})
+    parts = sorted(folder.glob("index.part*.json"))
+    known = {**index["entries"], **{k: v for q in parts for k, v in _read_json(q, {"entries": {}})["entries"].items()}}
+    own_path = index_path if world == 1 else folder / f"index.part{rank}.json"
+    own = index if world == 1 else _read_json(own_path, {"entries": {}})
+    own.update(format=CACHE_FORMAT, key=folder.name, settings=asdict(cfg), complete=False)
+    prefix = "shard-" if world == 1 else f"shard-r{rank}-"
+    numbers = [
+        int(q.stem[len(prefix) :]) for q in folder.glob(f"{prefix}*.safetensors") if q.stem[len(prefix) :].isdigit()
+    ]
+    shard_no = 1 + max(numbers, default=-1)  # never reused
+    pending, skipped, encoded, t0 = {}, [], 0, time.perf_counter()
 
     def flush():
         nonlocal shard_no
         if not pending:
             return
-        name, tensors = f"shard-{shard_no:05d}.safetensors", {}
+        name, tensors = f"{prefix}{shard_no:05d}.safetensors", {}
         for sid, (clip, entry) in pending.items():
             tensors.update({f"{sid}.{k}": v if k == "ctx_starts" else v.to(DTYPES[cfg.dtype]) for k, v in clip.items()})
-            index["entries"][sid] = {**entry, "shard": name}
+            own["entries"][sid] = {**entry, "shard": name}
         meta = {"samples": json.dumps({sid: e for sid, (_, e) in pending.items()}), "cache_key": folder.name}
         atomic_save_file(tensors, folder / name, meta)
-        atomic_write_text(index_path, json.dumps(index, indent=1))  # a crash from here on keeps this shard
+        atomic_write_text(own_path, json.dumps(own, indent=1))  # a crash from here on keeps this shard
         pending.clear()
         shard_no += 1
 
-    for video, caption in tqdm(pairs, desc="prepare", unit="video"):
+    for video, caption in tqdm(pairs[rank::world], desc=f"prepare {rank}/{world}", unit="video", position=rank):
         if not caption:  # None: no caption file / field; "": an empty one. Training on no text teaches nothing
             reason = "no caption (no .txt beside it, or no caption field)" if caption is None else "empty caption"
             skipped.append({"video": str(video), "reason": reason})
             tqdm.write(f"skipped {video}: {reason}")
             continue
         sid = sample_id(video, caption) if video.is_file() else None
-        if sid is not None and (sid in index["entries"] or sid in pending):
-            samples.append(sid)
+        if sid is not None and (sid in known or sid in pending):
             continue
         try:
             clip, info = encode_clip(video, caption, cfg, components)
@@ -223,32 +245,69 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
             skipped.append({"video": str(video), "reason": str(err)})
             tqdm.write(f"skipped {video}: {err}")
             continue
-        if "semantic" not in index:
-            index.update(specs(cfg, components[1], clip, info, components[0]))
-            index["text_length"] = int(getattr(components[2], "max_length", 0)) or None
+        if "semantic" not in own:
+            own.update(specs(cfg, components[1], clip, info, components[0]))
+            own["text_length"] = int(getattr(components[2], "max_length", 0)) or None
         shapes = {k: list(v.shape) for k, v in clip.items()}
         pending[sid] = (clip, {"caption": caption, "video": str(video), "shapes": shapes, **info})
-        samples.append(sid)
         encoded += 1
         if len(pending) >= cfg.shard_size:
             flush()
     flush()
-    atomic_save_file({"ctx": encode_text(components[2], "")}, folder / NULL_CTX_NAME, {"cache_key": folder.name})
-    index.update(samples=samples, skipped=skipped, complete=True)
-    atomic_write_text(index_path, json.dumps(index, indent=1))
-    print(f"cache {folder}: {encoded} encoded, {len(samples) - encoded} reused, {len(skipped)} skipped")
+    seconds = time.perf_counter() - t0
+    own.update(skipped=skipped, encoded=encoded, seconds=seconds)
+    if world > 1:
+        atomic_write_text(own_path, json.dumps(own, indent=1))
+        barrier()
+    if rank == 0:
+        index = merge_parts(folder, index, pairs, components[2], world, seconds)
+    if world > 1:
+        barrier()  # the others return the merged index
+        index = _read_json(index_path, {})
+    return {**index, "dir": str(folder), "reused": len(index["samples"]) - index["encoded"]}
+
+
+def merge_parts(folder: Path, index: dict, pairs, text_encoder, world: int, seconds: float) -> dict:
+    """index.json from the main index and every part (main process): entries, specs, skipped videos, the sample
+    order of `pairs`, the empty prompt's features; the parts are removed once index.json is complete."""
+    parts = sorted(folder.glob("index.part*.json"))
+    records = [index] + [_read_json(q, {"entries": {}}) for q in parts]
+    this_run = [rec for q, rec in zip(parts, records[1:]) if int(q.stem[10:]) < world] if world > 1 else [index]
+    for rec in records[1:]:
+        index["entries"].update(rec["entries"])
+        for k in ("format", "key", "settings", "semantic", "video", "text_length"):
+            if k in rec and k not in index:
+                index[k] = rec[k]
+    skipped = [s for rec in this_run for s in rec.get("skipped", [])]
+    encoded = sum(rec.get("encoded", 0) for rec in this_run)
+    ids = [sample_id(v, c) for v, c in pairs if v.is_file()]
+    samples = [sid for sid in ids if sid in index["entries"]]
+    atomic_save_file({"ctx": encode_text(text_encoder, "")}, folder / NULL_CTX_NAME, {"cache_key": folder.name})
+    index.update(samples=samples, skipped=skipped, encoded=encoded, complete=True)
+    index.pop("seconds", None)
+    atomic_write_text(folder / INDEX_NAME, json.dumps(index, indent=1))
+    for q in parts:
+        q.unlink()
+    rate = encoded / seconds if seconds > 0 else 0.0
+    print(f"cache {folder}: {encoded} encoded ({rate:.2f} clips/s over {world} process(es)), "
+          f"{len(samples) - encoded} reused, {len(skipped)} skipped")  # fmt: skip
     for reason, count in sorted(Counter(r["reason"].split(":")[0] for r in skipped).items()):
         print(f"  skipped {count}: {reason}")
-    return {**index, "dir": str(folder), "encoded": encoded, "reused": len(samples) - encoded}
+    return index
 
 
 def main(args: argparse.Namespace) -> dict:
+    from accelerate import PartialState
+
     cfg = from_args(PrepareConfig, args)
     try:
         pairs = discover_pairs(args.videos)
     except (OSError, ValueError) as err:
         raise SystemExit(str(err)) from err
-    result = prepare(cfg, pairs, args.out)
+    state = PartialState()  # one process, or one per GPU / CPU under `accelerate launch --num_processes N`
+    if state.num_processes > 1 and cfg.device.startswith("cuda"):
+        cfg.device = f"cuda:{state.local_process_index}"  # not part of the cache key
+    result = prepare(cfg, pairs, args.out, None, state.process_index, state.num_processes, state.wait_for_everyone)
     if not result["samples"]:
         raise SystemExit(
             f"no usable videos in {args.videos}: all {len(result['skipped'])} were skipped (reasons above, and in "

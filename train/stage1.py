@@ -29,6 +29,7 @@ from semanticgen_core.config import SemanticSpec, VideoSpec, get_dit_config  # n
 from semanticgen_core.dit import SemanticGenDiT  # noqa: E402
 from train.data import CachedLatentDataset, cache_dims, read_cache_info  # noqa: E402
 from train.export import load_stage1, save_stage1, write_sample  # noqa: E402
+from train.finetune import apply_lora_mode, export_with_lora, new_layers  # noqa: E402
 from train.loop import (  # noqa: E402
     Task,
     TrainConfig,
@@ -87,6 +88,9 @@ def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage
     else:
         lat = SemanticGenDiT(get_dit_config(args.config, sem_channels=k))
     check_fits(lat.config, dims["latent"], dims["text"], f"latent generator ({args.init_wan or args.config})")
+    if cfg.lora_rank:  # the compressor is a separate module: always fully trained
+        counts = apply_lora_mode(lat, cfg.lora_rank, cfg.lora_alpha, cfg.base_dtype, new_layers(lat))
+        print(f"LoRA mode: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen in the latent generator")
     return Stage1Model(
         lat, compressor, args.kl_weight, args.plan_noise_max, cfg.time_sampling, cfg.time_shift, args.window
     )
@@ -104,6 +108,8 @@ def main(args: argparse.Namespace) -> dict:
     def export(state: dict, path: Path, step: int) -> None:
         cc = model.compressor.config
         meta = {**train_meta, "step": step}
+        lora = path.with_name("stage1_lora.safetensors")  # LoRA mode: the adapters alone, for the Wan base
+        state = export_with_lora(state, lora, cfg.export_dtype, step=step, rank=cfg.lora_rank)
         save_stage1(path, state, model.lat_generator.config, cc, semantic, video, cfg.export_dtype, train=meta)
 
     vae = load_sample_vae(args.sample_vae) if cfg.sample_every else None  # at start: a wrong path fails early

@@ -29,6 +29,7 @@ from semanticgen_core.config import get_dit_config  # noqa: E402
 from semanticgen_core.dit import SemanticGenDiT  # noqa: E402
 from train.data import CachedLatentDataset, cache_dims, read_cache_info  # noqa: E402
 from train.export import Stage1Export, load_stage1, load_stage2, save_stage2, write_sample  # noqa: E402
+from train.finetune import apply_lora_mode, export_with_lora, new_layers  # noqa: E402
 from train.loop import (  # noqa: E402
     Task,
     TrainConfig,
@@ -82,6 +83,9 @@ def build_model(args: argparse.Namespace, info: dict, stage1: Stage1Export, cfg:
     else:
         gen = SemanticGenDiT(get_dit_config(args.config, in_channels=k, out_channels=k, sem_channels=0))
     check_fits(gen.config, k, dims["text"], f"semantic generator ({args.init_wan or args.config})")
+    if cfg.lora_rank:  # the k-channel input / output projections are new: fully trained
+        counts = apply_lora_mode(gen, cfg.lora_rank, cfg.lora_alpha, cfg.base_dtype, new_layers(gen))
+        print(f"LoRA mode: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen in the semantic generator")
     return Stage2Model(gen, stage1.compressor, args.plan, cfg.time_sampling, cfg.time_shift)
 
 
@@ -94,6 +98,8 @@ def main(args: argparse.Namespace) -> dict:
 
     def export(state: dict, path: Path, step: int) -> None:
         meta = {"stage": "stage2", "step": step, "plan": args.plan, "stage1": str(args.stage1)}
+        lora = path.with_name("stage2_lora.safetensors")  # LoRA mode: the adapters alone, for the Wan base
+        state = export_with_lora(state, lora, cfg.export_dtype, step=step, rank=cfg.lora_rank)
         save_stage2(path, state, model.sem_generator.config, stage1.semantic, cfg.export_dtype, train=meta)
 
     vae = load_sample_vae(args.sample_vae) if cfg.sample_every else None  # at start: a wrong path fails early

@@ -1,0 +1,51 @@
+"""LoRA mode for the Wan base of a generator: the base frozen (optionally stored in bf16), LoRA adapters on every
+block's attention and FFN layers, the layers Wan lacks (semantic embedding, re-shaped input / output projections)
+fully trained. Exports: the usual inference file with the adapters merged (every loader reads it unchanged) and the
+adapters alone as a LoRA in the original / ComfyUI layout (`semanticgen_core.lora.load_lora` reads it back).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from semanticgen_core.lora import add_trainable_lora, export_lora, split_lora_state
+
+BASE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def apply_lora_mode(dit: nn.Module, rank: int, alpha: float, base_dtype: str, trained: list[str]) -> dict:
+    """Freeze `dit` except the parameters under the `trained` prefixes, attach rank-`rank` adapters (float32) to the
+    blocks, and store the frozen Linear / Conv weights in `base_dtype` (norms and modulation stay float32, as Wan
+    computes them). Returns parameter counts {'trainable', 'frozen'}."""
+    for name, p in dit.named_parameters():
+        p.requires_grad_(any(name == t or name.startswith(t + ".") for t in trained))
+    add_trainable_lora(dit, rank, alpha or None)
+    dtype = BASE_DTYPES[base_dtype]
+    for module in dit.modules():
+        if isinstance(module, (nn.Linear, nn.Conv3d)):
+            for p in module.parameters(recurse=False):
+                if not p.requires_grad:
+                    p.data = p.data.to(dtype)
+    counts = {"trainable": 0, "frozen": 0}
+    for p in dit.parameters():
+        counts["trainable" if p.requires_grad else "frozen"] += p.numel()
+    return counts
+
+
+def new_layers(dit: nn.Module) -> list[str]:
+    """Parameter prefixes Wan's weights did not provide: the semantic embedding and re-initialised layers."""
+    names = ["sem_embedding"] if getattr(dit, "sem_embedding", None) is not None else []
+    return names + [k.rsplit(".", 1)[0] for k in getattr(dit, "reinitialised", [])]
+
+
+def export_with_lora(state: dict, lora_path: Path, dtype: str, **meta) -> dict:
+    """Merge the adapters of a full (EMA) state dict into its weights, write them alone as a LoRA at `lora_path`,
+    and return the merged state dict for the usual export. A state without adapters is returned as it is."""
+    merged, lora = split_lora_state(state)
+    if lora:
+        export_lora(lora_path, lora, {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype],
+                    **meta)  # fmt: skip
+    return merged
