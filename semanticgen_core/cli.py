@@ -126,9 +126,9 @@ def generate(args) -> Path:
     from .checkpoint import CheckpointError
     from .config import SamplerConfig
     from .plan_io import SemanticPlan, check_plan, load_plan, save_plan
+    from .runtime import configure_pipeline
     from .schedule import check_schedule
     from .video_io import read_video, video_info, write_video
-    from .runtime import configure_pipeline
 
     t0 = time.time()
     pipe, info = load_pipeline(args)
