@@ -349,7 +349,7 @@ def reference_transfer(specs, nodes, wan: bool) -> Graph:
     """Reference video -> its plan (encoder + compressor) -> latents with a new prompt -> video."""
     g = Graph(specs, nodes)
     text = (NOTE_WAN + NOTE_REFERENCE_WAN) if wan else (NOTE_EMBEDDED + NOTE_REFERENCE_EMBEDDED)
-    note = g.note(text, 5 * COL - 40)
+    note = g.note(text, 6 * COL - 40)
     prompt = (
         "a golden retriever runs across a snowy field, soft winter light"
         if wan
@@ -408,7 +408,7 @@ def prompt_schedule_minute(specs, nodes) -> Graph:
         "start_2, start_3, ...). The plan is made for the whole minute at once, so the character stays the same "
         "while its motion follows the schedule. Save Semantic Plan (connected to the plan) keeps it for editing."
     )
-    note = g.note(text, 5 * COL - 40)
+    note = g.note(text, 6 * COL - 40)
     model = g.node("SemanticGenModelLoader", EMBEDDED)
     texts = [g.node("SemanticGenTextEncode", {"text": p}, f"Prompt {i + 1} ({s:g} s)")
              for i, (s, p) in enumerate(SCHEDULE_PROMPTS)]  # fmt: skip
@@ -428,11 +428,12 @@ def prompt_schedule_minute(specs, nodes) -> Graph:
     previews = plan_preview(g, plan)
     tail = decode_and_save(g, latent, "SemanticGen_schedule", 8.0, wan=False)
     top = g.column(0, 0, [note])
-    g.column(0, top, [model, *texts, neg])
-    g.column(COL, top, [sched, plan, save_plan])
-    g.column(2 * COL, top, previews)
-    g.column(3 * COL, top, [latent])
-    g.column(4 * COL, top, tail)
+    g.column(0, top, [model, *texts[:2]])
+    g.column(COL, top, [*texts[2:], neg])
+    g.column(2 * COL, top, [sched, plan])
+    g.column(3 * COL, top, [save_plan, *previews])
+    g.column(4 * COL, top, [latent])
+    g.column(5 * COL, top, tail)
     g.meta = {"prompt": SCHEDULE_PROMPTS[0][1], "seconds": 60.0, "window": 8}
     return g
 
