@@ -4,6 +4,7 @@ from .loaders import (
     LoadSemanticEncoder,
     SemanticGenLoraSelect,
     SemanticGenModelLoader,
+    SemanticGenRuntimeOptions,
     SemanticGenTextEncode,
     SemanticGenVAELoader,
 )
@@ -30,6 +31,7 @@ from .sampling import (
 NODE_CLASS_MAPPINGS = {
     "SemanticGenModelLoader": SemanticGenModelLoader,
     "SemanticGenLoraSelect": SemanticGenLoraSelect,
+    "SemanticGenRuntimeOptions": SemanticGenRuntimeOptions,
     "LoadSemanticEncoder": LoadSemanticEncoder,
     "SemanticGenVAELoader": SemanticGenVAELoader,
     "SemanticGenTextEncode": SemanticGenTextEncode,
@@ -52,6 +54,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SemanticGenModelLoader": "SemanticGen Model Loader",
     "SemanticGenLoraSelect": "SemanticGen LoRA Select",
+    "SemanticGenRuntimeOptions": "SemanticGen Runtime Options",
     "LoadSemanticEncoder": "Load Semantic Encoder",
     "SemanticGenVAELoader": "SemanticGen VAE Loader",
     "SemanticGenTextEncode": "SemanticGen Text Encode (embedded MiniLM)",

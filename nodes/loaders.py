@@ -134,24 +134,57 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> Se
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def runtime_config(lora, lora_mode, attention, blocks_on_device, compile):
-    """RuntimeConfig from the loader's optional inputs (blocks_on_device -1: all blocks on the device)."""
+def runtime_config(lora, runtime):
+    """RuntimeConfig from the loader's optional sockets (SEMANTICGEN_LORA chain, SEMANTICGEN_RUNTIME options)."""
     from ..semanticgen_core.runtime import RuntimeConfig
 
-    on_device = None if blocks_on_device < 0 else blocks_on_device
-    return RuntimeConfig(attention, on_device, 1, compile, [(str(p), s) for p, s in lora or []], lora_mode)
+    return RuntimeConfig(**(runtime or {}), loras=[(str(p), s) for p, s in lora or []])
 
 
 RUNTIME = {
     "lora": ("SEMANTICGEN_LORA", {"tooltip": "LoRAs for the Wan base of the latent generator (SemanticGen LoRA Select)."}),
-    "lora_mode": (["runtime", "merge"], {"default": "runtime", "tooltip": "runtime: adapters beside the untouched "
-                  "weights; merge: added into the weights (no extra compute per step)."}),
-    "attention": (["auto", "sdpa", "flash", "sage"], {"default": "auto", "tooltip": "Attention kernel: auto = "
-                  "flash-attn for bf16/fp16 on CUDA when installed, else PyTorch SDPA; sage needs sageattention."}),
-    "blocks_on_device": ("INT", {"default": -1, "min": -1, "max": 64, "tooltip": "Transformer blocks kept on the GPU; "
-                         "the others stream from CPU memory each step (slower, far less VRAM). -1: all."}),
-    "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block (slow first run)."}),
+    "runtime": ("SEMANTICGEN_RUNTIME", {"tooltip": "Attention kernel, block offloading, compile, LoRA mode "
+                "(SemanticGen Runtime Options); default: all blocks on the GPU, auto attention."}),
 }  # fmt: skip
+
+
+class SemanticGenRuntimeOptions:
+    """How the generators run within a GPU budget -> SEMANTICGEN_RUNTIME (for the SemanticGen Model Loader)."""
+
+    CATEGORY = "SemanticGen"
+    DESCRIPTION = (
+        "Fits the generators to your GPU: keep only some transformer blocks in VRAM (the rest stream from CPU "
+        "memory), pick the attention kernel, compile the blocks, choose how LoRAs are applied."
+    )
+    RETURN_TYPES = ("SEMANTICGEN_RUNTIME",)
+    RETURN_NAMES = ("runtime",)
+    OUTPUT_TOOLTIPS = ("Options for the SemanticGen Model Loader's 'runtime' input.",)
+    FUNCTION = "options"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "blocks_on_device": ("INT", {"default": -1, "min": -1, "max": 64, "tooltip": "Transformer blocks "
+                                     "kept on the GPU; the others stream from CPU memory each step (slower, far less "
+                                     "VRAM). -1: all."}),
+                "attention": (["auto", "sdpa", "flash", "sage"], {"default": "auto", "tooltip": "Attention kernel: "
+                              "auto = flash-attn for bf16/fp16 on CUDA when installed, else PyTorch SDPA; sage needs "
+                              "the sageattention package."}),
+                "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block (slow "
+                            "first run)."}),
+                "lora_mode": (["runtime", "merge"], {"default": "runtime", "tooltip": "runtime: LoRA adapters beside "
+                              "the untouched weights; merge: added into the weights (no extra compute per step)."}),
+            }
+        }  # fmt: skip
+
+    def options(self, blocks_on_device, attention, compile, lora_mode):
+        from ..semanticgen_core.runtime import RuntimeConfig
+
+        on_device = None if blocks_on_device < 0 else blocks_on_device
+        rt = RuntimeConfig(attention, on_device, 1, compile, [], lora_mode)
+        rt.check(cc.torch_device())  # e.g. sage without the package: named here, before anything loads
+        return ({"attention": attention, "blocks_on_device": on_device, "compile": compile, "lora_mode": lora_mode},)
 
 
 class SemanticGenLoraSelect:
@@ -210,9 +243,8 @@ class SemanticGenModelLoader(_Cached):
             {"stage1": stage1, "stage2": stage2}, {EMBEDDED_MODEL, NO_STAGE2}, cc.MODEL_FOLDER, "stage"
         )
 
-    def load(self, stage1, stage2, dtype, lora=None, lora_mode="runtime", attention="auto", blocks_on_device=-1,
-             compile=False):  # fmt: skip
-        rt = runtime_config(lora, lora_mode, attention, blocks_on_device, compile)
+    def load(self, stage1, stage2, dtype, lora=None, runtime=None):
+        rt = runtime_config(lora, runtime)
         key = (stage1, stage2, dtype, repr(rt))
         return (self.cached(key, lambda: load_model(stage1, stage2, _dtype(dtype), rt)),)
 

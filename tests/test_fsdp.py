@@ -41,13 +41,13 @@ def test_fsdp2_two_processes_equal_one_and_resume_on_another_count(tmp_path):
     sharded = load_file(str(tmp_path / "full_2.safetensors"))
     want = plain_run(2)
     assert sharded.keys() == want.keys()
-    for k, v in want.items():  # a sharded step is the full-batch step (gradient reduction order: fp32 noise)
-        torch.testing.assert_close(sharded[k], v, atol=1e-5, rtol=1e-5, msg=k)
-    assert not torch.equal(want["lat_generator.blocks.0.self_attn.q.adapters.0.up"], torch.zeros(32, 4))
-    assert torch.equal(
-        want["lat_generator.blocks.0.self_attn.q.weight"],
-        F.build().state_dict()["lat_generator.blocks.0.self_attn.q.weight"],
-    )  # fmt: skip  (the frozen base stays as it was)
+    # a sharded step is the full-batch step; tolerance: the reduction order changes tiny gradients (fp32 noise),
+    # which Adam's normalisation turns into differences of ~1e-5 in a 1e-2 step
+    for k, v in want.items():
+        torch.testing.assert_close(sharded[k], v, atol=1e-4, rtol=1e-4, msg=k)
+    q = "model.lat_generator.blocks.0.self_attn.q"
+    assert want[f"{q}.adapters.0.up"].abs().min() > 1e-3  # trained (from zero)
+    assert torch.equal(want[f"{q}.weight"], F.build().state_dict()[q.removeprefix("model.") + ".weight"])  # frozen
 
     # the 2-process DCP state (weights and AdamW moments) continues on 1 process as if never interrupted
     assert "FSDP2 world 1: step 3" in torchrun(1, "--out", tmp_path, "--steps", "1", "--resume")

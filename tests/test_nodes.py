@@ -125,7 +125,7 @@ def plan(model, parts):
 
 def test_pack_imports_without_comfyui():
     assert "comfy" not in sys.modules and "folder_paths" not in sys.modules and not cc.IN_COMFY
-    assert set(MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS) and len(MAPPINGS) == 20
+    assert set(MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS) and len(MAPPINGS) == 21
     assert cc.torch_device().type in ("cpu", "cuda") and cc.model_files() == [] and cc.input_videos() == []
 
 
@@ -461,8 +461,10 @@ def test_lora_select_and_budget_options_of_the_loader(parts, plan, tmp_path):
     assert [s for _, s in chain] == [0.5, 0.25]
     s1, s2 = str(parts["s1"]), str(parts["s2"])
 
-    def latent(**opts):
-        model = MAPPINGS["SemanticGenModelLoader"]().load(s1, s2, "float32", **opts)[0]
+    def latent(lora=None, **opts):
+        options = {"blocks_on_device": -1, "attention": "auto", "compile": False, "lora_mode": "runtime", **opts}
+        runtime = MAPPINGS["SemanticGenRuntimeOptions"]().options(**options)[0]
+        model = MAPPINGS["SemanticGenModelLoader"]().load(s1, s2, "float32", lora=lora, runtime=runtime)[0]
         return MAPPINGS["SemanticToLatent"]().sample(model, plan, parts["pos"], parts["neg"], 0.1, **SAMPLER, seed=1)[0]
 
     plain = latent()["samples"]
