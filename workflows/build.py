@@ -1,7 +1,7 @@
 """Regenerate the shipped workflows (UI format, as the canvas saves them), their pictures in docs/ and thumbnails.
 
     python workflows/build.py                # workflows/*.json and docs/workflow_*.png
-    python workflows/build.py --thumbnails   # also workflows/*.jpg (runs the embedded model: about 2 min on CPU)
+    python workflows/build.py --thumbnails   # also workflows/*.jpg (runs the embedded model on the short workflows)
 
 Widgets are given by name and laid out in the order the ComfyUI frontend creates them (required then optional inputs;
 a seed adds its "control after generate" value), from our nodes' INPUT_TYPES and ComfyUI's core node definitions
@@ -557,7 +557,8 @@ def embedded_frames(meta: dict):
 
 
 def thumbnail(wf: Workflow, picture: Path, meta: dict, path: Path, size: int = 512) -> None:
-    """A 512x512 card: title, then frames of the video it makes (embedded) or the workflow's picture (Wan2.1)."""
+    """A 512x512 card: title, then frames of the video it makes (short embedded workflows) or the workflow's picture
+    (Wan2.1, which needs downloads, and the one-minute video)."""
     from PIL import Image, ImageDraw, ImageFont
 
     card = Image.new("RGB", (size, size), "#1d1f24")
@@ -566,7 +567,7 @@ def thumbnail(wf: Workflow, picture: Path, meta: dict, path: Path, size: int = 5
     d.text((24, 20), title, fill="white", font=ImageFont.load_default(34))
     d.text((24, 64), subtitle.rstrip(")"), fill="#9fb4c8", font=ImageFont.load_default(18))
     box = (24, 104, size - 24, size - 24)  # what goes below the title
-    if wf.embedded:
+    if wf.embedded and meta.get("seconds", 0) <= 10:  # a one-minute video would cost minutes per card: its picture
         frames = embedded_frames(meta)
         picks = [frames[round(i * (len(frames) - 1) / 8)] for i in range(9)]  # 9 frames from first to last
         tile = (box[2] - box[0] - 2 * 8) // 3
