@@ -45,7 +45,15 @@ from paper_claims_zoo import (  # noqa: E402
 from semanticgen_core.lab import claims_metrics as cm  # noqa: E402
 from semanticgen_core.lab.events import add_flash, flash_amplitude  # noqa: E402
 from semanticgen_core.lab.metrics import ATTRIBUTES, temporal_flickering  # noqa: E402
-from semanticgen_core.lab.world import COLORS, SHAPES, ShapesWorld, parse_caption, render, sample_scene  # noqa: E402
+from semanticgen_core.lab.world import (  # noqa: E402
+    COLORS,
+    SHAPES,
+    ShapesWorld,
+    caption,
+    parse_caption,
+    render,
+    sample_scene,
+)
 from semanticgen_core.pipeline import video_to_uint8  # noqa: E402
 from semanticgen_core.vae import frames_to_video  # noqa: E402
 from train.stage1 import load_latent_generator  # noqa: E402
@@ -182,7 +190,7 @@ def quality(ctx: Ctx, videos, prompts: list[str]) -> dict:
     feats = all_features(cm.probe_features(probe, list(videos)))
     real = real_features(ctx, len(videos), 100)
     rng = np.random.default_rng(0)
-    boots = [cm.frechet_distance(feats[rng.integers(0, len(feats), len(feats))], real) for _ in range(100)]
+    boots = [cm.frechet_distance(feats[rng.integers(0, len(feats), len(feats))], real) for _ in range(ctx.s.fd_boot)]
     out["fd"] = {"value": cm.frechet_distance(feats, real), "lo": float(np.quantile(boots, 0.025)),
                  "hi": float(np.quantile(boots, 0.975)), "n": len(feats)}  # fmt: skip
     return out
@@ -314,14 +322,16 @@ def exp_long(ctx: Ctx) -> dict:
         s2 = w.stage2("k8.s2")[s.curve[-1]] if name == "k8" else None
 
         def run(model=model, s2=s2, name=name):
+            if name == "k8":
+                pipe = ctx.sampler.pipeline(model, s2)
+                generate = lambda p, i: ctx.sampler.text_to_video(pipe, [p], s.long_seconds, i, WINDOW)  # noqa: E731
+            else:
+                lat, spec = load_latent_generator(model)
+                window = WINDOW if name == "base_swin" else None
+                generate = lambda p, i: ctx.sampler.without_plan(lat, spec, [p], s.long_seconds, i, window)  # noqa: E731
             out = []
             for i, p in enumerate(prompts):  # one at a time: a 60 s video is 481 frames
-                if name == "k8":
-                    v = ctx.sampler.text_to_video(ctx.sampler.pipeline(model, s2), [p], s.long_seconds, i, WINDOW)
-                else:
-                    lat, spec = load_latent_generator(model)
-                    window = WINDOW if name == "base_swin" else None
-                    v = ctx.sampler.without_plan(lat, spec, [p], s.long_seconds, i, window)
+                v = generate(p, i)
                 if i == 0:
                     ctx.strip(f"long.{name}", v, count=1, frames=8)
                 out.append(long_metrics(ctx, v[0], p))
@@ -433,8 +443,7 @@ def exp_fps(ctx: Ctx) -> dict:
     clean = [render(sc, 2.0, fps=8, num_frames=17) for sc in scenes]
     index = [int(rng.choice(np.arange(1, 17, 2))) for _ in scenes]  # odd frames: between the 4 fps samples
     flashed = [add_flash(c, k) for c, k in zip(clean, index)]
-    prompts = [f"a {sc.color} {sc.shape} {dict(still='stays still').get(sc.motion, 'moves ' + sc.motion)}"
-               for sc in scenes]  # fmt: skip
+    prompts = [caption(sc) for sc in scenes]  # canonical: "a red circle moves to the right"
     real_amp = [flash_amplitude(f, k, 0) for f, k in zip(flashed, index)]
     threshold = 0.3 * float(np.mean(real_amp))
     enc = ctx.sampler.encoder

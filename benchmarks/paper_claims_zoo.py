@@ -84,6 +84,7 @@ class Sizes:
         )  # fmt: skip
     )
     batch: int = 20  # clips generated per sampling call
+    fd_boot: int = 100  # bootstrap resamples of each Fréchet distance (each one a matrix square root)
     budget_repeats: int = 3  # timed calls per measured cost (after one warm-up call; 1: no warm-up)
 
 
@@ -96,7 +97,7 @@ TINY = Sizes(
                          num_layers=2, patch_size=(1, 2, 2)),
     sem_config=DiTConfig(in_channels=8, out_channels=8, dim=32, ffn_dim=64, freq_dim=32, text_dim=384, num_heads=2,
                          num_layers=2, patch_size=(1, 1, 1)),
-    batch=4, budget_repeats=1,
+    batch=4, fd_boot=5, budget_repeats=1,
 )  # fmt: skip
 
 # name -> (cache, stage-1 flags, which schedule): every stage-1 model of the experiments. "full" trains the
@@ -482,6 +483,10 @@ def measure_costs(parts: Parts, sizes: Sizes) -> dict[str, float]:
             x = torch.randn(2, 16, long_t, 8, 8)
             costs["forward_lat_long_full"] = cpu(lambda: lat(x, torch.rand(2), ctx[:2], sem=None), 1)
         costs["long_latent_frames"] = long_t
+        from semanticgen_core.lab.claims_metrics import frechet_distance
+
+        feats = np.random.default_rng(0).normal(size=(sizes.n, 288))  # the probe's pooled features: 288 dims
+        costs["frechet"] = cpu(lambda: frechet_distance(feats, feats[::-1] + 0.1), 1)
         return costs
     finally:
         torch.set_num_threads(threads)
@@ -510,11 +515,12 @@ def plan_costs(costs: dict[str, float], sizes: Sizes) -> dict[str, dict[str, flo
     long_base = steps * c["forward_lat_long"] + decode_long
     long_full = steps * c["forward_lat_long_full"] + decode_long
     flash_model = s.flash_steps * c["stage1_plan_short"]
+    fd = (s.fd_boot + 1) * c["frechet"]  # one quality() call's Fréchet distances
     return {
         "compression": {"data (sem cache)": enc + vae, "stage 1 x3": 3 * s1("plan", True), "stage 2 x3": 3 * s2,
-                        "evaluation": 3 * s.n * t2v},
+                        "evaluation": 3 * (s.n * t2v + fd)},
         "space": {"data (vae cache)": vae, "stage 1 (vae)": s1("plan", True), "stage 2 (vae)": s2,
-                  "evaluation": 2 * len(s.curve) * s.n_curve * t2v},
+                  "evaluation": 2 * len(s.curve) * (s.n_curve * t2v + fd)},
         "long": {"Base-CT-Swin": s1("noplan", True), "Base-CT (full)": s1("noplan", False),
                  "evaluation": s.n_long * (long_sg + long_base + long_full)},
         "transfer": {"evaluation": 4 * s.n * transfer},

@@ -11,6 +11,7 @@ import torch
 from conftest import PatchMeanEncoder, TinyTextEncoder
 from test_train_data import TINY, PoolVAE, make_videos
 
+from semanticgen_core.checkpoint import CheckpointError, save_checkpoint
 from semanticgen_core.config import SemanticSpec
 from semanticgen_core.lab import claims_metrics as cm
 from semanticgen_core.lab.events import FlashWorld, add_flash, flash_amplitude, flash_trace
@@ -105,8 +106,9 @@ def test_stage1_without_plan_exports_a_plain_latent_generator(tmp_path):
     assert lat.config.sem_channels == 0 and lat.sem_embedding is None and video.z_dim == 16
     x = torch.randn(1, 16, 5, 4, 4)
     assert lat(x, torch.rand(1), torch.randn(1, 4, 24), window=2).shape == x.shape
-    with pytest.raises(Exception, match="latent_generator"):
-        stage1.load_latent_generator(tmp_path / "cache" / Path(out["dir"]).name / "null_ctx.safetensors")
+    save_checkpoint(tmp_path / "other.safetensors", {"w": torch.zeros(1)}, "semantic_generator", {})
+    with pytest.raises(CheckpointError, match="latent_generator was expected"):
+        stage1.load_latent_generator(tmp_path / "other.safetensors")
 
 
 def test_paper_claims_tiny_runs_every_experiment_and_resumes(tmp_path, monkeypatch):
