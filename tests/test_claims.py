@@ -111,6 +111,7 @@ def test_stage1_without_plan_exports_a_plain_latent_generator(tmp_path):
         stage1.load_latent_generator(tmp_path / "other.safetensors")
 
 
+@pytest.mark.slow
 def test_paper_claims_tiny_runs_every_experiment_and_resumes(tmp_path, monkeypatch):
     """The whole benchmark at --tiny sizes (a smoke test: the numbers mean nothing), then a rerun that trains and
     evaluates nothing."""
