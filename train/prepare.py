@@ -6,7 +6,9 @@
 
 Videos are read twice (paper Sec. 4): at `vae_fps` (24) for the VAE and at `sem_fps` (1.6) for the semantic
 encoder, over the same time span, resized and centre-cropped to the size bucket of nearest aspect ratio and cut to
-the longest frame bucket that fits. Output goes to CACHE/<key>/ where the key hashes every setting that changes
+the longest frame bucket that fits. `--semantic-source vae` makes the plan of the VAE latents instead (folded onto
+`--vae-plan-grid` tokens per latent frame; no semantic encoder): the paper's compressed-VAE-space ablation (Fig. 9).
+Output goes to CACHE/<key>/ where the key hashes every setting that changes
 the content, so a changed setting never reuses stale tensors; rerunning with the same settings reuses the samples
 already encoded (a crashed run resumes). Unreadable, too-short, truncated and captionless videos are reported and
 skipped with their reasons; a missing folder or a cache with no sample is a clear error. Several processes share the
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from tqdm.auto import tqdm
 
 if __package__ in (None, ""):  # `python train/prepare.py`: make the repository root importable
@@ -54,6 +57,12 @@ class PrepareConfig:
     sizes: str = opt("480x832", "size buckets HxW, comma separated; each video goes to the nearest aspect ratio")
     frames: str = opt("49", "VAE frame-count buckets (4k+1), comma separated; each video gets the longest that fits")
     dtype: str = opt("bf16", "storage dtype of cached tensors: fp32 | bf16 | fp16")
+    semantic_source: str = opt(
+        "encoder",
+        "what the plan is made of: 'encoder' (semantic features) or 'vae' (the VAE latents folded onto a plan grid: "
+        "the paper's compressed-VAE-space ablation, Fig. 9; no semantic encoder is loaded)",
+    )
+    vae_plan_grid: str = opt("1x1", "semantic_source vae: plan tokens HxW per latent frame (latent pixels -> channels)")
     shard_size: int = opt(64, "samples per safetensors shard")
     device: str = opt("cpu", "device the frozen encoders run on")
 
@@ -63,6 +72,14 @@ class PrepareConfig:
             return [tuple(int(v) for v in s.lower().split("x")) for s in self.sizes.split(",")]
         except ValueError as err:
             raise ValueError(f"sizes must look like 480x832,832x480; got {self.sizes!r}") from err
+
+    def plan_grid(self) -> tuple[int, int]:
+        """(H_s, W_s) parsed from `vae_plan_grid`."""
+        try:
+            hs, ws = (int(v) for v in self.vae_plan_grid.lower().split("x"))
+        except ValueError as err:
+            raise ValueError(f"vae_plan_grid must look like 1x1 or 4x4; got {self.vae_plan_grid!r}") from err
+        return hs, ws
 
     def frame_buckets(self) -> list[int]:
         """Sorted VAE frame counts parsed from `frames`; each must be 4k + 1 (the causal VAE's valid lengths)."""
@@ -114,13 +131,17 @@ def nearest_size(height: int, width: int, sizes: list[tuple[int, int]]) -> tuple
 
 
 def load_components(cfg: PrepareConfig):
-    """(vae, semantic encoder, text encoder) from the configured weights (imported here: they are heavy)."""
+    """(vae, semantic encoder or None for semantic_source vae, text encoder) from the configured weights."""
     from semanticgen_core.encoders import load_semantic_encoder
     from semanticgen_core.text import load_text_encoder
     from semanticgen_core.vae import load_vae
 
+    if cfg.semantic_source not in ("encoder", "vae"):
+        raise ValueError(f"semantic_source must be 'encoder' or 'vae', got {cfg.semantic_source!r}")
     vae = load_vae(cfg.vae, device=cfg.device).eval()
-    sem = load_semantic_encoder(cfg.semantic_encoder, cfg.semantic_encoder_path, device=cfg.device)
+    sem = None
+    if cfg.semantic_source == "encoder":
+        sem = load_semantic_encoder(cfg.semantic_encoder, cfg.semantic_encoder_path, device=cfg.device)
     text = load_text_encoder(cfg.text_encoder, cfg.text_encoder_path, device=cfg.device)
     return vae, sem, text
 
@@ -143,6 +164,16 @@ def encode_captions(text_encoder, caption: str, seconds: float, what: str = "cap
     return {"ctx": ctx, "ctx_starts": torch.tensor([t for t, _ in schedule], dtype=torch.float32)}
 
 
+def vae_plan_features(latents: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Normalised latents [C, T, H, W] folded onto a plan grid: [C * H/H_s * W/W_s, T, H_s, W_s] (one plan frame per
+    latent frame). Nothing is thrown away before the learned compressor, as with the semantic encoder's features."""
+    c, t, h, w = latents.shape
+    hs, ws = grid
+    if h % hs or w % ws:
+        raise ValueError(f"vae_plan_grid {hs}x{ws} must divide the latent grid {h}x{w}")
+    return rearrange(latents, "c t (hs ph) (ws pw) -> (c ph pw) t hs ws", hs=hs, ws=ws)
+
+
 @torch.inference_mode()
 def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tuple[dict[str, torch.Tensor], dict]:
     """({latents [C, T, H, W], sem_feats [d, T_s, H_s, W_s], ctx [S, D]}, clip info) of one video's first clip."""
@@ -156,24 +187,30 @@ def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tup
     frames = resize_center_crop(frames[:n], h, w)
     video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)  # [1, 3, F, H, W]
     latents = vae.encode(video.to(cfg.device))[0].float().cpu()  # [C, T, H/8, W/8] normalised
-    # the same time span at the semantic rate, the same crop: the plan describes exactly these pixels
-    sem_frames = resize_center_crop(read_video(path, fps=cfg.sem_fps, duration=n / cfg.vae_fps), h, w)
-    sem_feats = sem_encoder.encode(sem_frames)[0].float().cpu()  # [d, T_s, H_s, W_s]
+    if cfg.semantic_source == "vae":  # the compressed-VAE-space ablation: the plan is made of the latents themselves
+        sem_feats, sem_frames = vae_plan_features(latents, cfg.plan_grid()), latents.shape[1]
+    else:  # the same time span at the semantic rate, the same crop: the plan describes exactly these pixels
+        frames_s = resize_center_crop(read_video(path, fps=cfg.sem_fps, duration=n / cfg.vae_fps), h, w)
+        sem_feats, sem_frames = sem_encoder.encode(frames_s)[0].float().cpu(), len(frames_s)  # [d, T_s, H_s, W_s]
     clip = {"latents": latents, "sem_feats": sem_feats, **encode_captions(text_encoder, caption, n / cfg.vae_fps, path)}
-    return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": len(sem_frames)}
+    return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": sem_frames}
 
 
 def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict, vae=None) -> dict:
     """SemanticSpec and VideoSpec dicts of the cache (the encoder's own spec, else read off the first clip); the
     VideoSpec records the VAE's latent statistics, so every model trained on the cache knows its latent space."""
     (c, t, lh, _), (d, ts, hs, _) = clip["latents"].shape, clip["sem_feats"].shape
-    if hasattr(sem_encoder, "spec"):
+    t_factor = (info["num_frames"] - 1) // (t - 1) if t > 1 else 4
+    if cfg.semantic_source == "vae":  # one plan frame per latent frame: the grid rule of SemanticSpec.grid gives T
+        sem = SemanticSpec(kind="vae_latent", dim=d, compressed_dim=d, fps=cfg.vae_fps / t_factor, temporal_patch=1,
+                           spatial_patch=info["height"] // hs)  # fmt: skip
+    elif hasattr(sem_encoder, "spec"):
         sem = sem_encoder.spec
     else:  # an encoder without a spec (e.g. a test double): patch sizes from its grid
         sem = SemanticSpec(kind=getattr(sem_encoder, "kind", cfg.semantic_encoder), dim=d, compressed_dim=d)
         sem.temporal_patch, sem.spatial_patch = math.ceil(info["sem_frames"] / ts), info["height"] // hs
-    sem.fps = cfg.sem_fps
-    t_factor = (info["num_frames"] - 1) // (t - 1) if t > 1 else 4
+    if cfg.semantic_source != "vae":
+        sem.fps = cfg.sem_fps
     video = VideoSpec(fps=cfg.vae_fps, temporal_factor=t_factor, spatial_factor=info["height"] // lh, z_dim=c)
     vae_cfg = getattr(vae, "config", None) or {}
     if vae_cfg.get("latents_mean") is not None:

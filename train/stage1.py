@@ -10,6 +10,8 @@ Many GPUs / nodes (accelerate configs in train/configs/, see train/README.md):
 Per batch: z_sem = compressor(feats).sample(); plan noise of strength U(0, plan_noise_max) per sample (inference
 adds a fixed PipelineConfig.plan_noise inside that range); caption dropout; loss = flow loss + kl_weight * KL.
 Export: RUN/stage1_bundle.safetensors (train.export.load_stage1 rebuilds it; the pipeline takes its parts).
+`--no-plan` trains the same latent generator without any plan (the paper's Base-CT / Base-CT-Swin baselines): its
+export is a plain `latent_generator` checkpoint, RUN/latent_generator.safetensors.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from torch import nn
 if __package__ in (None, ""):  # `python train/stage1.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from semanticgen_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, split_prefix  # noqa: E402
 from semanticgen_core.compressor import SemanticCompressor, add_plan_noise  # noqa: E402
-from semanticgen_core.config import SemanticSpec, VideoSpec, get_dit_config  # noqa: E402
+from semanticgen_core.config import DiTConfig, SemanticSpec, VideoSpec, get_dit_config  # noqa: E402
 from semanticgen_core.dit import SemanticGenDiT  # noqa: E402
 from train.data import CachedLatentDataset, cache_dims, read_cache_info  # noqa: E402
 from train.export import load_stage1, save_stage1, write_sample  # noqa: E402
@@ -43,6 +46,8 @@ from train.loop import (  # noqa: E402
 )
 from train.utils import from_args  # noqa: E402
 
+NO_PLAN_EXPORT = "latent_generator.safetensors"  # --no-plan export name
+
 
 class Stage1Model(nn.Module):
     """Semantic compressor + latent generator, trained jointly (paper Fig. 3b)."""
@@ -58,6 +63,10 @@ class Stage1Model(nn.Module):
     def forward(self, batch: dict, generator: torch.Generator):
         """batch: latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] (or [B, G, S, D] with
         lat_segments [B, T]: per-segment captions) -> (loss, logs)."""
+        if self.compressor is None:  # --no-plan: the baseline without semantics
+            fm = flow_matching_loss(self.lat_generator, batch["latents"], batch["ctx"], generator, self.time_sampling,
+                                    self.time_shift, None, self.window, batch.get("lat_segments"))  # fmt: skip
+            return fm, {"flow": fm.detach()}
         plan = self.compressor(batch["sem_feats"])  # Gaussian over [B, k, T_s, H_s, W_s]
         z_sem = plan.sample(generator)
         # RAE-style augmentation, strength per sample: the generator learns to read noisy plans, as at inference
@@ -81,8 +90,10 @@ class Stage1Model(nn.Module):
 def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage1Model:
     """Compressor (d -> k) and latent generator (Wan2.1 weights or a config) fitted to the cache."""
     dims = cache_dims(info)
-    compressor = SemanticCompressor(dims["sem"], args.k, args.compressor_hidden or None, args.passthrough)
-    k = compressor.out_dim
+    compressor = None
+    if not args.no_plan:
+        compressor = SemanticCompressor(dims["sem"], args.k, args.compressor_hidden or None, args.passthrough)
+    k = compressor.out_dim if compressor is not None else 0
     if args.init_wan:
         lat = SemanticGenDiT.from_wan_pretrained(args.init_wan, sem_channels=k)
     else:
@@ -101,9 +112,11 @@ def main(args: argparse.Namespace) -> dict:
     info = read_cache_info(args.data)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(args, info, cfg)
-    semantic = SemanticSpec.from_dict({**info["semantic"], "compressed_dim": model.compressor.out_dim})
     video = VideoSpec.from_dict(info["video"])
     train_meta = {"stage": "stage1", "kl_weight": args.kl_weight, "plan_noise_max": args.plan_noise_max}
+    if args.no_plan:
+        return _train_without_plan(args, cfg, model, video, train_meta)
+    semantic = SemanticSpec.from_dict({**info["semantic"], "compressed_dim": model.compressor.out_dim})
 
     def export(state: dict, path: Path, step: int) -> None:
         cc = model.compressor.config
@@ -123,11 +136,37 @@ def main(args: argparse.Namespace) -> dict:
     return train(task, cfg, args.data, args.out, args.resume)
 
 
+def _train_without_plan(args, cfg: TrainConfig, model: Stage1Model, video: VideoSpec, train_meta: dict) -> dict:
+    """--no-plan: train the latent generator alone; export RUN/latent_generator.safetensors (load_latent_generator)."""
+
+    def export(state: dict, path: Path, step: int) -> None:
+        meta = {**train_meta, "stage": "stage1-no-plan", "step": step}
+        save_checkpoint(path, split_prefix(state, "lat_generator"), "latent_generator",
+                        model.lat_generator.config.to_dict(), cfg.export_dtype, video=video.to_dict(), train=meta)  # fmt: skip
+
+    task = Task("stage1", model, ("latents", "ctx"), NO_PLAN_EXPORT, export, None, stage_settings(args, cfg))
+    return train(task, cfg, args.data, args.out, args.resume)
+
+
+def load_latent_generator(path, device="cpu") -> tuple[SemanticGenDiT, VideoSpec]:
+    """(latent generator without plan input, VideoSpec of its training data) of a --no-plan export."""
+    tensors, header = load_checkpoint(path, "latent_generator", device)
+    if header["role"] != "latent_generator":
+        raise CheckpointError(f"{path}: holds a {header['role']}, but a --no-plan latent_generator was expected")
+    model = SemanticGenDiT(DiTConfig.from_dict(header["config"]))
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.eval().to(device), VideoSpec.from_dict(header.get("video", {}))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(parser, dit_preset="tiny")
     parser.add_argument("--k", type=int, default=8, help="compressed plan dim (paper: 8 best of 2048 / 64 / 8)")
     parser.add_argument("--passthrough", action="store_true", help="no compression (the paper's ablation)")
+    parser.add_argument(
+        "--no-plan", action="store_true",
+        help="train the latent generator without any plan (the paper's Base-CT / Base-CT-Swin baselines)",
+    )  # fmt: skip
     parser.add_argument("--compressor-hidden", type=int, default=0, help="compressor MLP width (0: automatic)")
     parser.add_argument("--kl-weight", type=float, default=1e-3, help="weight of the KL(plan || N(0, I)) term")
     parser.add_argument("--plan-noise-max", type=float, default=0.2, help="plan noise strength drawn U(0, max)")
