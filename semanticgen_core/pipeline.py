@@ -8,6 +8,10 @@ real Wan2.1 / Qwen2.5-VL weights:
 - `vae`: `decode(z) -> video [B, 3, F, H, W] in [-1, 1]` on normalised latents (and optionally `iter_decode`)
 - `text_encoder`: `encode(prompts) -> (ctx [B, S, D], mask [B, S])`
 - `semantic_encoder`: `encode(frames uint8 [T, H, W, 3]) -> [B, d, T_s, H_s, W_s]` (reference transfer only)
+
+Precision: the networks run in their weights' dtype (`pipe.to(dtype=torch.bfloat16)` casts them all, keeping the
+parts precision.py keeps in float32); noise, plans, latents and the Euler updates stay float32 whatever it is, so
+a half-precision run starts from the same noise as a float32 one and accumulates no rounding in the sampler.
 """
 
 from __future__ import annotations
@@ -57,7 +61,25 @@ class SemanticGenPipeline:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.lat_generator.parameters()).dtype
+        """Compute dtype of the generators."""
+        return self.lat_generator.dtype
+
+    def to(self, device=None, dtype=None) -> SemanticGenPipeline:
+        """Move every component to `device` and/or cast its weights to `dtype` (float32 kept where the model
+        keeps it, precision.cast_module). Components without weights (test doubles) are left as they are."""
+        from .precision import cast_module, resolve_dtype
+
+        dtype = resolve_dtype(dtype) if dtype is not None else None
+        parts = (self.sem_generator, self.lat_generator, self.compressor, self.vae, self.text_encoder,
+                 self.semantic_encoder)  # fmt: skip
+        for part in parts:
+            if not isinstance(part, torch.nn.Module):
+                continue
+            if dtype is not None:
+                cast_module(part, dtype, device)
+            elif device is not None:
+                part.to(device)
+        return self
 
     def plan_grid(self, seconds: float, height: int, width: int) -> tuple[int, int, int]:
         """(T_s, H_s, W_s) of the plan for a clip. The semantic frames cover the video's exact duration (F / fps),
@@ -84,10 +106,10 @@ class SemanticGenPipeline:
     # ------------------------------------------------------------------------------------------------------------
 
     def encode_text(self, prompts: list[str], negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device and dtype."""
+        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device, float32 (the generators cast them)."""
         ctx, _ = self.text_encoder.encode(list(prompts))
         uncond, _ = self.text_encoder.encode([negative_prompt])
-        return ctx.to(self.device, self.dtype), uncond.to(self.device, self.dtype)
+        return ctx.to(self.device, torch.float32), uncond.to(self.device, torch.float32)
 
     def generate_plan(
         self,
@@ -101,7 +123,7 @@ class SemanticGenPipeline:
         """Stage A: sample a compressed plan z_sem [B, k, T_s, H_s, W_s] with full attention and CFG."""
         s = sampler or self.config.sem_sampler
         model = self.sem_generator
-        x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
+        x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device)  # float32
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
         with torch.no_grad():
@@ -117,7 +139,7 @@ class SemanticGenPipeline:
             feats.shape[1], self.semantic_encoder.kind, self.compressor.in_dim, spec.kind, "reference "
         )
         with torch.no_grad():
-            return self.compressor(feats.to(self.dtype)).mode()
+            return self.compressor(feats).mode().float()
 
     def generate_latents(
         self,
@@ -137,8 +159,9 @@ class SemanticGenPipeline:
         if z_sem.shape[1] != model.config.sem_channels:
             check_plan_compatible(z_sem.shape[1], "", model.config.sem_channels, "", "stage B: ")
         noise = self.config.plan_noise if plan_noise is None else plan_noise
-        z_sem = add_plan_noise(z_sem.to(self.device, self.dtype), noise, generator) if noise > 0 else z_sem
-        x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device, self.dtype)
+        z_sem = z_sem.to(self.device, torch.float32)
+        z_sem = add_plan_noise(z_sem, noise, generator) if noise > 0 else z_sem
+        x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device)  # float32
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "latent")
         with torch.no_grad():

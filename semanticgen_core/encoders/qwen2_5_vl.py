@@ -147,8 +147,9 @@ class Qwen25VLEncoder(SemanticEncoder):
         else:  # a vision tower saved on its own with save_pretrained: unprefixed keys
             vision_config = _vision_config(raw)
             config_dtype, renames = vision_config.dtype, {k: k for k in weight_map}
-        state = read_tensors(weight_map, renames)
-        return cls._from_state(vision_config, state, resolve_dtype(dtype, config_dtype), device, path, **kw)
+        dtype = resolve_dtype(dtype, config_dtype)
+        state = read_tensors(weight_map, renames, dtype, device)
+        return cls._from_state(vision_config, state, dtype, device, path, **kw)
 
     @classmethod
     def _from_ours(cls, path: Path, dtype, device, **kw) -> Qwen25VLEncoder:
