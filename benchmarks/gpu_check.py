@@ -145,7 +145,7 @@ def check_forward(args, cfg, device, dtype, peak) -> list[dict]:
     tokens = lat_t * (lat_h // cfg.patch_size[1]) * (lat_w // cfg.patch_size[2])
     flops = forward_flops(cfg, tokens, args.text_len)
     print(f"forward: latent {tuple(x.shape)} = {tokens} tokens, text {args.text_len} ({args.prompt_tokens} real), "
-          f"{flops / 1e12:.1f} TFLOP per forward", flush=True)  # fmt: skip
+          f"{flops / 1e12:.3g} TFLOP per forward", flush=True)  # fmt: skip
 
     ref = None if args.skip_diffusers else diffusers_twin(model, device, dtype)
     backends = ["sdpa"] + (["flash"] if device.type == "cuda" and attention_mod._flash_attn_func is not None else [])
@@ -229,14 +229,14 @@ def main(args) -> dict:
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         diff = f"{r['rel_diff_vs_diffusers']:.2e}" if "rel_diff_vs_diffusers" in r else ""
-        print(f"{r['model']:10} {r['attention']:9} {r['seconds']:9.3f} {r['tflops']:8.1f} {mfu:>6} "
+        print(f"{r['model']:10} {r['attention']:9} {r['seconds']:9.3f} {r['tflops']:8.3g} {mfu:>6} "
               f"{r['peak_gb']:8.2f} {diff:>9}", flush=True)  # fmt: skip
     train = None
     if not args.skip_train:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         train = check_train_step(args, cfg, device)
-        print(f"stage-1 train step: {train['seconds']:.3f} s, {train['tflops']:.1f} TFLOP/s, peak "
+        print(f"stage-1 train step: {train['seconds']:.3f} s, {train['tflops']:.3g} TFLOP/s, peak "
               f"{train['peak_gb']:.2f} GB, loss {train['loss']:.4f}, plan grid {train['plan_grid']}")  # fmt: skip
     result = {**info, "forward": rows, "train_step": train}
     if args.out:

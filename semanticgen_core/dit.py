@@ -108,6 +108,13 @@ def fp32_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def modulation_table(rows: int, dim: int) -> torch.Tensor:
+    """Wan's init of a modulation table [1, rows, dim]: randn / sqrt(dim). On the meta device (lean loading) there
+    is nothing to draw, and a random op there would import torch._dynamo (seconds), so it stays empty."""
+    table = torch.empty(1, rows, dim)
+    return table if table.is_meta else torch.randn(1, rows, dim) / dim**0.5
+
+
 def modulate(norm: nn.Module, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """norm(x) * (1 + scale) + shift in float32, cast back to x's dtype. x: [B, L, D]; shift, scale: [B, 1, D]."""
     return torch.addcmul(shift, norm(x.float()), 1 + scale).type_as(x)
@@ -168,7 +175,7 @@ class DiTBlock(nn.Module):
         self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps)
         self.norm2 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
-        self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
+        self.modulation = nn.Parameter(modulation_table(6, d))
 
     def forward(self, x, e, ctx, ctx_bias, rope, spans):
         """x: [B, L, D]; e: [B, 6, D] float32 timestep projection; ctx: [B, S, D], ctx_bias: see CrossAttention;
@@ -188,7 +195,7 @@ class Head(nn.Module):
         super().__init__()
         self.norm = FP32LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
         self.head = nn.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size))
-        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+        self.modulation = nn.Parameter(modulation_table(2, cfg.dim))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x: [B, L, D]; e: [B, D] float32 time embedding -> [B, L, C * pt * ph * pw]."""

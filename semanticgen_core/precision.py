@@ -62,7 +62,9 @@ def keeps_fp32(module: nn.Module, name: str) -> bool:
 
 
 def cast_module(module: nn.Module, dtype, device=None) -> nn.Module:
-    """Cast floating parameters and buffers to `dtype` in place (float32 for `module.keep_fp32`, fp8 untouched).
+    """Cast floating parameters to `dtype` in place (float32 for `module.keep_fp32`, fp8 untouched); buffers only
+    move to `device`: they hold statistics and tables kept in float32 on purpose (VAE latent statistics, rotary
+    inverse frequencies, fp8 scales).
 
     Submodules with their own `keep_fp32` (a DiT inside a pipeline part) are handled by their own rule.
     """
@@ -78,11 +80,11 @@ def cast_module(module: nn.Module, dtype, device=None) -> nn.Module:
         return dtype
 
     with torch.no_grad():
-        for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        for name, t in module.named_parameters():
             new = t.to(device=device if device is not None else t.device, dtype=target(name, t))
             if new is not t:
                 t.data = new
-    return module
+    return module.to(device) if device is not None else module
 
 
 # ----------------------------------------------------------------------------------------------------------------

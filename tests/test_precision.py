@@ -202,6 +202,18 @@ def test_vae_decodes_in_half_precision(tmp_path):
         assert rel(vae.decode(z), ref) < TOL[dtype]
 
 
+def test_semantic_encoder_runs_in_half_precision():
+    from semanticgen_core.encoders import load_semantic_encoder
+    from semanticgen_core.lab.embedded import embedded_path
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    ref = load_semantic_encoder("qwen2_5_vl", embedded_path("encoder")).encode(frames)
+    enc = load_semantic_encoder("qwen2_5_vl", embedded_path("encoder"), dtype="bf16")
+    assert enc.dtype == torch.bfloat16
+    assert enc.model.rotary_pos_emb.inv_freq.dtype == torch.float32  # positions stay exact
+    assert rel(enc.encode(frames), ref) < TOL[torch.bfloat16]
+
+
 def test_embedded_pipeline_generates_in_bf16():
     from semanticgen_core.config import SamplerConfig
     from semanticgen_core.lab.embedded import load_embedded_pipeline

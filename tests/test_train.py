@@ -198,3 +198,15 @@ def test_stage1_trains_in_the_sampling_windows_when_asked():
 
     # a window that covers the clip is full attention; a shorter one changes what each token sees
     assert torch.allclose(loss(0), loss(8), atol=1e-6) and not torch.allclose(loss(0), loss(2), atol=1e-4)
+
+
+def test_stage1_trains_under_bf16_mixed_precision(cache, tmp_path):
+    """accelerate's mixed_precision='bf16' (fp32 weights, bf16 autocast) on CPU: finite losses, a bf16 export that
+    loads in bf16 with the fp32 parts kept."""
+    run = tmp_path / "bf16"
+    args = ["--data", cache, "--out", str(run), "--max-steps", "2", "--mixed-precision", "bf16", *FAST]
+    out = stage1.main(stage1.parse_args([*args, "--export-dtype", "bf16"]))
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert out["step"] == 2 and len(losses) == 2 and np.isfinite(losses).all()
+    s1 = load_stage1(out["export"], dtype="auto")  # the file's dtype
+    assert s1.lat_generator.dtype == torch.bfloat16 and s1.lat_generator.blocks[0].modulation.dtype == torch.float32
