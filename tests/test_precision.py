@@ -93,7 +93,7 @@ def test_autocast_training_step_matches_fp32():
     loss16, grad16 = step(True)
     assert torch.isfinite(grad16).all()
     assert abs(float(loss16 / loss32) - 1) < 2e-2
-    assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.99
+    assert float(torch.nn.functional.cosine_similarity(grad16.double(), grad32.double(), dim=0)) > 0.99
 
 
 # ----------------------------------------------------------------------------------------------------------------
