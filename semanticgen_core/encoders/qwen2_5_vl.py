@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, read_header, resolve_dtype, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from ..config import smart_resize
+from ..precision import resolve_dtype
 from .base import (
     PAPER_SEMANTIC_FPS,
     SemanticEncoder,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, resolve_dtype
+from ..checkpoint import CheckpointError
+from ..precision import resolve_dtype
 from .base import (
     PAPER_SEMANTIC_FPS,
     SemanticEncoder,
