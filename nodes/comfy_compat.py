@@ -44,12 +44,12 @@ def offload_device() -> torch.device:
 
 
 def auto_dtype(device: torch.device) -> torch.dtype:
-    """float32 on CPU; bfloat16 on accelerators that support it, else float16."""
-    if device.type == "cpu":
-        return torch.float32
-    if IN_COMFY:
+    """float32 on CPU; bfloat16 on accelerators that support it (ComfyUI's judgement when it runs), else float16."""
+    if IN_COMFY and device.type != "cpu":
         return torch.bfloat16 if mm.should_use_bf16(device) else torch.float16
-    return torch.bfloat16
+    from ..semanticgen_core.precision import auto_dtype as core_auto_dtype
+
+    return core_auto_dtype(device)
 
 
 @contextlib.contextmanager

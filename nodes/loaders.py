@@ -20,13 +20,12 @@ EMBEDDED_MODEL = "embedded shapes model"
 EMBEDDED_ENCODER = "embedded shapes encoder"
 EMBEDDED_VAE = "embedded shapes VAE"
 NO_STAGE2 = "none (reference transfer only)"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 DTYPE = (
-    ["auto", *DTYPES],
+    ["auto", "float32", "bfloat16", "float16"],
     {
         "default": "auto",
-        "tooltip": "Weight dtype while running: auto = float32 on CPU, bfloat16 (or float16) on a GPU.",
+        "tooltip": "Weight dtype while running: auto = float32 on CPU, bfloat16 (or float16) on a GPU. Norms, "
+        "modulation and the sampler stay float32; fp8 weight files stay fp8 and are upcast layer by layer.",
     },
 )
 
@@ -80,7 +79,9 @@ def missing_files(choices: dict[str, str], built_in: set[str], folder: str, how:
 
 
 def _dtype(name: str) -> torch.dtype:
-    return cc.auto_dtype(cc.torch_device()) if name == "auto" else DTYPES[name]
+    from ..semanticgen_core.precision import resolve_dtype
+
+    return cc.auto_dtype(cc.torch_device()) if name == "auto" else resolve_dtype(name)
 
 
 class _Cached:

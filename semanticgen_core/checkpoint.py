@@ -23,29 +23,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import DiTConfig
+from .precision import DTYPES, FP8_DTYPES, fp8_linear_names, keeps_fp32, resolve_dtype, use_fp8_linears
 
 FORMAT_VERSION = 1
 ROLES = ("semantic_generator", "latent_generator", "compressor", "semantic_encoder", "vae", "text_encoder", "bundle")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_DTYPE_NAMES = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, of the wrong role, or incompatible with its partner."""
-
-
-def resolve_dtype(dtype, config_dtype=None) -> torch.dtype:
-    """A torch dtype from a dtype, a name ('bf16', 'float32', ...) or 'auto' (the checkpoint's own, else fp32)."""
-    if dtype == "auto" or dtype is None:
-        dtype = config_dtype or torch.float32
-    if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
-        if name not in _DTYPE_NAMES:
-            raise ValueError(f"unknown dtype {dtype!r}; one of {sorted(_DTYPE_NAMES)} or 'auto'")
-        dtype = _DTYPE_NAMES[name]
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch dtype, a name or 'auto'; got {dtype!r}")
-    return dtype
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,6 +122,109 @@ def check_plan_compatible(plan_dim: int, plan_kind: str, model_dim: int, model_k
             f"{what}semantic plan is {plan_kind or '?'} features of dim {plan_dim}, but the model was trained on "
             f"{model_kind or '?'} plans of dim {model_dim}; use the compressor and generators of one training run"
         )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Lean loading: build on the meta device, take each tensor from its file
+# ----------------------------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+              "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}  # fmt: skip
+FP8_EXTRAS = ("scaled_fp8", ".scale_input")  # ComfyUI scaled-fp8 marker and fp8-matmul input scales (unused here)
+
+
+def tensor_index(files: list[Path]) -> dict[str, tuple[Path, str, torch.Tensor]]:
+    """key -> (file, key, meta tensor of its shape and dtype) for safetensors files, reading headers only."""
+    index = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as sf:
+                for key in sf.keys():
+                    sl = sf.get_slice(key)
+                    dtype = _ST_DTYPES.get(sl.get_dtype(), torch.uint8)
+                    index[key] = (Path(f), key, torch.empty(sl.get_shape(), dtype=dtype, device="meta"))
+        except Exception as err:  # safetensors raises several types for a damaged file
+            raise CheckpointError(f"{f}: not a readable safetensors file ({err})") from err
+    return index
+
+
+def read_tensor(file: Path, key: str) -> torch.Tensor:
+    """One tensor of a safetensors file. The file is opened per tensor: its memory map (whose touched pages count
+    as resident memory) is released as soon as the tensor is copied out, so reading a model never holds the whole
+    file mapped next to the weights."""
+    with safe_open(str(file), framework="pt") as f:
+        return f.get_tensor(key)
+
+
+def load_into(model: torch.nn.Module, index: dict, dtype, device="cpu", source="", reinit=()) -> torch.nn.Module:
+    """Fill a module built on the meta device from `index` (module key -> (file, key, meta), see `tensor_index`).
+
+    Each tensor is read, cast and moved on its own: floating weights to `dtype` (float32 for the names the module
+    keeps in float32, see precision.py), fp8 weights of nn.Linear layers stay fp8 (the layer becomes an FP8Linear
+    that upcasts per call; `<layer>.scale_weight` is its ComfyUI scale), other fp8 tensors are dequantised. Peak
+    memory: the weights in their final dtype plus one tensor. `reinit`: keys to initialise freshly instead (their
+    modules' `reset_parameters`, e.g. a patch embedding whose channel count changed). Any other missing or
+    unexpected key raises a CheckpointError naming it.
+    """
+    dtype = resolve_dtype(dtype)
+    index = {k: v for k, v in index.items() if not k.endswith(FP8_EXTRAS)}
+    fp8 = {k for k, (_, _, m) in index.items() if m.dtype in FP8_DTYPES and k not in reinit}
+    fp8_layers = fp8_linear_names(model, fp8)
+    use_fp8_linears(model, fp8_layers)
+    fp8 = {f"{name}.weight" for name in fp8_layers}  # the fp8 weights kept as they are
+    own = model.state_dict(keep_vars=True)
+    scales = {k for k in index if k.endswith(".scale_weight") and k not in own}  # folded into their weight below
+    missing = sorted(k for k in own if k not in index and k not in reinit and not k.endswith(".scale_weight"))
+    unexpected = sorted(k for k in index if k not in own and k not in scales)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: weights do not fit the model: missing {missing[:8]}{' ...' * (len(missing) > 8)}, "
+            f"unexpected {unexpected[:8]}{' ...' * (len(unexpected) > 8)}"
+        )
+    bad = [f"{k} {tuple(index[k][2].shape)} vs {tuple(own[k].shape)}" for k in own
+           if k in index and k not in reinit and not k.endswith(".scale_weight") and index[k][2].shape != own[k].shape]  # fmt: skip
+    if bad:
+        raise CheckpointError(f"{source}: weight shapes do not fit the model: {bad[:8]}")
+
+    state = {}
+    for key, (file, file_key, _) in index.items():
+        if key in reinit or key in scales:
+            continue
+        t = read_tensor(file, file_key)
+        if t.dtype in FP8_DTYPES and key not in fp8:
+            scale = f"{key.rpartition('.')[0]}.scale_weight"
+            t = t.float() * (read_tensor(*index[scale][:2]).float() if scale in index else 1.0)
+        if key.endswith(".scale_weight"):
+            t = t.float().reshape(())
+        elif t.is_floating_point() and key not in fp8:
+            t = t.to(torch.float32 if keeps_fp32(model, key) else dtype)
+        state[key] = t.to(device)
+    model.load_state_dict(state, strict=False, assign=True)
+    for key in own:  # unscaled fp8 layers: scale 1
+        if key.endswith(".scale_weight") and key not in state:
+            model.get_submodule(key.rpartition(".")[0]).scale_weight = torch.ones((), device=device)
+    for name in sorted({k.rpartition(".")[0] for k in reinit if k in own}):
+        layer = model.get_submodule(name)
+        if not hasattr(layer, "reset_parameters"):
+            raise CheckpointError(f"{source}: cannot re-initialise {name} ({type(layer).__name__})")
+        loaded = {n: p.data for n, p in layer.named_parameters(recurse=False) if f"{name}.{n}" not in reinit}
+        layer.to_empty(device=device, recurse=False)
+        layer.reset_parameters()
+        for pname, p in layer.named_parameters(recurse=False):
+            keep = loaded.get(pname)  # e.g. a bias whose shape did not change: the file's
+            p.data = (
+                keep
+                if keep is not None
+                else p.data.to(torch.float32 if keeps_fp32(model, f"{name}.{pname}") else dtype)
+            )
+    for p in model.parameters():
+        if p.dtype in FP8_DTYPES:
+            p.requires_grad_(False)  # storage only: fp8 weights are not trained
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(f"{source}: tensors left uninitialised after loading: {left[:20]}")
+    return model
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -280,18 +368,9 @@ def _config_from_json(cfg: dict) -> dict:
     )
 
 
-def _read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
-    state = {}
-    for f in files:
-        try:
-            state.update(load_file(str(f)))
-        except Exception as err:
-            raise CheckpointError(f"{f}: not a readable safetensors file ({err})") from err
-    return state
-
-
-def load_wan_weights(path: str | Path, head_dim: int = 128) -> tuple[DiTConfig, dict[str, torch.Tensor]]:
-    """(config, Wan-named state dict) from a diffusers folder, an original Wan2.1 folder, or a single file."""
+def wan_weight_index(path: str | Path, head_dim: int = 128) -> tuple[DiTConfig, dict]:
+    """(config, Wan-named tensor index, see `tensor_index`) of a diffusers folder, an original Wan2.1 folder, or a
+    single file (original, ComfyUI or diffusers names; bf16, fp16, fp32 or fp8). Reads headers only."""
     path = Path(path)
     if path.is_dir() and (path / "transformer").is_dir():  # a whole diffusers pipeline folder
         path = path / "transformer"
@@ -299,16 +378,18 @@ def load_wan_weights(path: str | Path, head_dim: int = 128) -> tuple[DiTConfig, 
         files = sorted(path.glob("*.safetensors"))
         if not files:
             raise CheckpointError(f"{path}: no .safetensors files in this folder")
-        state = normalise_wan_keys(_read_safetensors(files))
+        index = normalise_wan_keys(tensor_index(files))
         cfg_file = path / "config.json"
         if cfg_file.is_file():
-            cfg = DiTConfig(**_config_from_json(json.loads(cfg_file.read_text())))
-        else:
-            cfg = infer_wan_config(state, head_dim)
-        return cfg, state
+            return DiTConfig(**_config_from_json(json.loads(cfg_file.read_text()))), index
+        return _infer(index, head_dim), index
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or folder")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: only .safetensors weights are loaded (no pickles); convert the file first")
-    state = normalise_wan_keys(_read_safetensors([path]))
-    return infer_wan_config(state, head_dim), state
+    index = normalise_wan_keys(tensor_index([path]))
+    return _infer(index, head_dim), index
+
+
+def _infer(index: dict, head_dim: int) -> DiTConfig:
+    return infer_wan_config({k: meta for k, (_, _, meta) in index.items()}, head_dim)

@@ -98,23 +98,26 @@ def check_runtime_args(parser: argparse.ArgumentParser, args) -> None:
 
 
 def load_pipeline(args):
-    """The embedded pipeline, or one assembled from the weight flags."""
+    """The embedded pipeline, or one assembled from the weight flags, in the dtype of --dtype."""
     from .encoders import load_semantic_encoder
     from .lab.embedded import load_embedded_pipeline, manifest
     from .models import build_pipeline
+    from .precision import auto_dtype, resolve_dtype
     from .text import load_text_encoder
     from .vae import load_vae
 
+    dtype = auto_dtype(args.device) if args.dtype == "auto" else resolve_dtype(args.dtype)
     if not args.stage1:
-        return load_embedded_pipeline(args.device, with_encoder=args.reference is not None), manifest()
-    vae = load_vae(args.vae, device=args.device).eval()
-    text = load_text_encoder(args.text_encoder, args.text_encoder_path, device=args.device)
+        pipe = load_embedded_pipeline(args.device, with_encoder=args.reference is not None)
+        return pipe.to(dtype=dtype), manifest()
+    vae = load_vae(args.vae, dtype, args.device).eval()
+    text = load_text_encoder(args.text_encoder, args.text_encoder_path, dtype, args.device)
     enc = None
     if args.reference:
-        enc = load_semantic_encoder(args.semantic_encoder, args.semantic_encoder_path, device=args.device)
+        enc = load_semantic_encoder(args.semantic_encoder, args.semantic_encoder_path, dtype, args.device)
     # offloading: the generators stay in CPU memory until configure_pipeline places their resident parts
     gen_device = "cpu" if args.blocks_on_device is not None else args.device
-    pipe = build_pipeline(args.stage1, args.stage2, vae, text, enc, device=gen_device)
+    pipe = build_pipeline(args.stage1, args.stage2, vae, text, enc, device=gen_device, dtype=dtype)
     return pipe, {"height": 480, "width": 832, "window": None}
 
 
@@ -216,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plan-noise", type=float, default=None, help="noise added to the plan before stage B")
     g.add_argument("--window", type=int, default=None, help="stage-B window in latent frames (default: auto)")
     g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="weight and compute dtype of every model (auto: fp32 on cpu, bf16 on a GPU that has it, "
+                   "else fp16); norms, modulation and the sampler stay fp32")  # fmt: skip
     g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     w = g.add_argument_group("other weights (default: the embedded shapes-world model)")
     w.add_argument("--stage1", default=None, help="stage-1 bundle (compressor + latent generator)")

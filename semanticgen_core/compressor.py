@@ -78,7 +78,8 @@ class SemanticCompressor(nn.Module):
             return GaussianPlan(feats, None)
         b, _, t, h, w = feats.shape
         x = rearrange(feats, "b d t h w -> b t h w d")
-        mean, logvar = self.mlp(x.to(self.mlp[1].weight.dtype)).chunk(2, dim=-1)  # [B, T_s, H_s, W_s, k]
+        # the plan is float32 whatever the weights' dtype: samplers and the KL work on it in full precision
+        mean, logvar = self.mlp(x.to(self.mlp[1].weight.dtype)).float().chunk(2, dim=-1)  # [B, T_s, H_s, W_s, k]
         return GaussianPlan(
             rearrange(mean, "b t h w k -> b k t h w").contiguous(),
             rearrange(logvar, "b t h w k -> b k t h w").contiguous(),

@@ -115,11 +115,39 @@ def segment_groups(tok_seg: torch.Tensor) -> list[tuple]:
     return groups
 
 
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.float()
+
+
 class FP32LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in float32 (Wan keeps norms in full precision)."""
+    """LayerNorm computed in float32 whatever the weights' dtype (Wan keeps norms in full precision)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type_as(x)
+        return F.layer_norm(x.float(), self.normalized_shape, _f32(self.weight), _f32(self.bias), self.eps).type_as(x)
+
+
+class FP32RMSNorm(nn.RMSNorm):
+    """RMSNorm computed in float32 whatever the weights' dtype (Wan's WanRMSNorm normalises x.float())."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x.float(), self.normalized_shape, _f32(self.weight), self.eps).type_as(x)
+
+
+def fp32_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run a Linear/activation stack in float32 whatever its weights' dtype and outside autocast (Wan computes the
+    time embedding and its projection in float32). x: [B, C_in] -> [B, C_out] float32."""
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        for layer in mlp:
+            x = F.linear(x, layer.weight.float(), _f32(layer.bias)) if isinstance(layer, nn.Linear) else layer(x)
+    return x
+
+
+def modulation_table(rows: int, dim: int) -> torch.Tensor:
+    """Wan's init of a modulation table [1, rows, dim]: randn / sqrt(dim). On the meta device (lean loading) there
+    is nothing to draw, and a random op there would import torch._dynamo (seconds), so it stays empty."""
+    table = torch.empty(1, rows, dim)
+    return table if table.is_meta else torch.randn(1, rows, dim) / dim**0.5
 
 
 def modulate(norm: nn.Module, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -139,8 +167,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.norm_q = FP32RMSNorm(dim, eps=eps)
+        self.norm_k = FP32RMSNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], spans) -> torch.Tensor:
         """x: [B, L, D]; rope: cos, sin [L, 1, E/2]; spans: windows (start, length) -> [B, L, D]."""
@@ -157,8 +185,8 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.norm_q = FP32RMSNorm(dim, eps=eps)
+        self.norm_k = FP32RMSNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_bias: torch.Tensor | None = None, groups=None):
         """x: [B, L, D]; ctx: [B, S, D] (already embedded), or [B, G, S, D] with `groups` (see `segment_groups`);
@@ -167,10 +195,11 @@ class CrossAttention(nn.Module):
         k = self.norm_k(self.k(ctx)).unflatten(-1, (self.num_heads, -1))  # [B, (G,) S, N, E]
         v = self.v(ctx).unflatten(-1, (self.num_heads, -1))
         if groups is None:
-            return self.o(attention(q, k, v, bias=ctx_bias).flatten(2))
+            bias = ctx_bias.to(q.dtype) if ctx_bias is not None else None  # SDPA wants the query's dtype
+            return self.o(attention(q, k, v, bias=bias).flatten(2))
         out = torch.empty_like(q)
         for rows, g, where in groups:  # one call per (batch rows sharing a schedule, segment): no mask
-            bias = ctx_bias[rows, g] if ctx_bias is not None else None
+            bias = ctx_bias[rows, g].to(q.dtype) if ctx_bias is not None else None
             out[where] = attention(q[where], k[rows, g], v[rows, g], bias=bias)
         return self.o(out.flatten(2))
 
@@ -188,12 +217,12 @@ class DiTBlock(nn.Module):
         self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps)
         self.norm2 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
-        self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
+        self.modulation = nn.Parameter(modulation_table(6, d))
 
     def forward(self, x, e, ctx, ctx_bias, rope, spans, text_groups=None):
-        """x: [B, L, D]; e: [B, 6, D] timestep projection; ctx: [B, (G,) S, D], ctx_bias, text_groups: see
-        CrossAttention; rope, spans: see SelfAttention."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e.float()).chunk(6, dim=1)  # [B, 1, D]
+        """x: [B, L, D]; e: [B, 6, D] float32 timestep projection; ctx: [B, (G,) S, D], ctx_bias, text_groups: see
+        CrossAttention; rope, spans: see SelfAttention. Modulation and residual sums in float32, as Wan."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.float() + e).chunk(6, dim=1)  # [B, 1, D]
         y = self.self_attn(modulate(self.norm1, x, shift1, scale1), rope, spans)
         x = torch.addcmul(x.float(), y.float(), gate1).type_as(x)
         x = x + self.cross_attn(self.norm3(x), ctx, ctx_bias, text_groups)
@@ -208,11 +237,11 @@ class Head(nn.Module):
         super().__init__()
         self.norm = FP32LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
         self.head = nn.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size))
-        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+        self.modulation = nn.Parameter(modulation_table(2, cfg.dim))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D]; e: [B, D] time embedding -> [B, L, C * pt * ph * pw]."""
-        shift, scale = (self.modulation + e.float()[:, None]).chunk(2, dim=1)
+        """x: [B, L, D]; e: [B, D] float32 time embedding -> [B, L, C * pt * ph * pw]."""
+        shift, scale = (self.modulation.float() + e[:, None]).chunk(2, dim=1)
         return self.head(modulate(self.norm, x, shift, scale))
 
 
@@ -223,6 +252,10 @@ class Head(nn.Module):
 
 class SemanticGenDiT(nn.Module):
     """Wan2.1 DiT generating latents (or semantic plans), optionally conditioned in context on semantic tokens."""
+
+    # parameters stored in float32 when the model is cast or loaded in half precision (precision.cast_module),
+    # as diffusers' _keep_in_fp32_modules: small, and computed in float32 anyway
+    keep_fp32 = ("time_embedding", "time_projection", "modulation", "norm3")
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -244,6 +277,11 @@ class SemanticGenDiT(nn.Module):
         if self.sem_embedding is not None:
             nn.init.zeros_(self.sem_embedding.weight)
             nn.init.zeros_(self.sem_embedding.bias)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype: that of the token stream (the patch embedding's weights)."""
+        return self.patch_embedding.weight.dtype
 
     def _check_inputs(self, x, t, context, sem, segments):
         cfg = self.config
@@ -294,7 +332,8 @@ class SemanticGenDiT(nn.Module):
         or [B, G, S, text_dim] for a prompt schedule of G segments; sem: [B, C_sem, T_s, H_s, W_s] in-context
         semantic plan or None; window: attention window in latent frames (shifted by half at odd layers) or None
         for full attention; segments: int [T] or [B, T], the context segment of each frame of x (G > 1 only; a
-        semantic frame takes the segment of the latent frame at the centre of its span). Returns v: [B, C, T, H, W].
+        semantic frame takes the segment of the latent frame at the centre of its span). Returns v: [B, C, T, H, W] in
+        x's dtype (inputs of any floating dtype are cast to the model's; samplers keep x in float32).
         """
         if context.ndim == 4 and context.shape[1] == 1:
             context = context[:, 0]  # one segment: exactly the single-prompt path
@@ -306,14 +345,15 @@ class SemanticGenDiT(nn.Module):
 
         # 1. tokens: a conv with stride == kernel is a matmul over flattened patches
         patches = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
-        tokens = F.linear(patches, self.patch_embedding.weight.flatten(1), self.patch_embedding.bias)  # [B, L, D]
+        w = self.patch_embedding.weight
+        tokens = F.linear(patches.to(w.dtype), w.flatten(1), self.patch_embedding.bias)  # [B, L, D]
         if sem is not None:
             sem_tokens = self.sem_embedding(rearrange(sem, "b c t h w -> b (t h w) c").to(tokens.dtype))
             tokens = torch.cat([tokens, sem_tokens], dim=1)  # [B, L + L_sem, D]
 
-        # 2. conditioning: timestep (Wan's 0..1000 scale) and text (zero padding collapsed, exactly)
-        e = self.time_embedding(timestep_embedding(t * 1000, self.config.freq_dim).to(tokens.dtype))  # [B, D]
-        e6 = self.time_projection(e).unflatten(1, (6, -1))  # [B, 6, D]
+        # 2. conditioning: timestep (Wan's 0..1000 scale, float32 throughout) and text (zero padding collapsed)
+        e = fp32_mlp(self.time_embedding, timestep_embedding(t * 1000, self.config.freq_dim))  # [B, D]
+        e6 = fp32_mlp(self.time_projection, e).unflatten(1, (6, -1))  # [B, 6, D]
         per_segment = context.ndim == 4
         flat = context.flatten(0, 1) if per_segment else context  # [B (* G), S, text_dim]
         flat, ctx_bias = compact_padding(flat) if self.compact_text else (flat, None)
@@ -345,7 +385,7 @@ class SemanticGenDiT(nn.Module):
         # 5. drop the semantic tokens, predict patch velocities, unpatchify
         n_lat = math.prod(grid)
         tokens = tokens.index_select(1, inverse[:n_lat]) if perm is not None else tokens[:, :n_lat]
-        out = self.head(tokens, e)  # [B, L, pt * ph * pw * C]
+        out = self.head(tokens, e).to(x.dtype)  # [B, L, pt * ph * pw * C]
         return rearrange(
             out,
             "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)",
@@ -362,26 +402,30 @@ class SemanticGenDiT(nn.Module):
     # ------------------------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_wan_pretrained(cls, path: str | Path, sem_channels: int = 0, **overrides) -> SemanticGenDiT:
-        """Load Wan2.1 T2V weights from a diffusers folder (config.json + safetensors) or an original single file.
+    def from_wan_pretrained(
+        cls, path: str | Path, sem_channels: int = 0, dtype=torch.float32, device="cpu", **overrides
+    ) -> SemanticGenDiT:
+        """Load Wan2.1 T2V weights from a diffusers folder (config.json + safetensors) or an original single file
+        (also ComfyUI's, including its fp8 files), built on the meta device and filled tensor by tensor.
 
-        sem_channels > 0 adds the zero-initialised semantic projection; other overrides (e.g. in_channels=8,
-        patch_size=(1, 1, 1) for a semantic generator) re-initialise the layers whose shapes change. Every other
-        key must match exactly: a missing or unexpected key is an error that names it.
+        dtype: compute dtype ('auto': the file's; fp8 files: bfloat16); the weights listed in `keep_fp32` stay
+        float32 and fp8 Linear weights stay fp8 (upcast per layer). sem_channels > 0 adds the zero-initialised
+        semantic projection; other overrides (e.g. in_channels=8, patch_size=(1, 1, 1) for a semantic generator)
+        re-initialise the layers whose shapes change (listed in `model.reinitialised`). Every other key must match
+        exactly: a missing or unexpected key is an error that names it.
         """
-        from .checkpoint import load_wan_weights
+        from .checkpoint import load_into, wan_weight_index
+        from .precision import resolve_dtype
 
-        cfg, state = load_wan_weights(path)
+        cfg, index = wan_weight_index(path)
         cfg = DiTConfig.from_dict({**cfg.to_dict(), "sem_channels": sem_channels, **overrides})
-        model = cls(cfg)
+        with torch.device("meta"):
+            model = cls(cfg)
         own = model.state_dict()
-        reinit = {k for k, v in state.items() if k in own and own[k].shape != v.shape}
-        missing = sorted(set(own) - set(state) - {k for k in own if k.startswith("sem_embedding.")})
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(
-                f"{path}: Wan weights do not fit SemanticGenDiT: missing {missing[:8]}, unexpected {unexpected[:8]}"
-            )
-        model.load_state_dict({k: v for k, v in state.items() if k not in reinit}, strict=False)
+        reinit = {k for k, (_, _, meta) in index.items() if k in own and own[k].shape != meta.shape}
+        new = {k for k in own if k.startswith("sem_embedding.")}
+        file_dtype = max(index.values(), key=lambda v: v[2].numel())[2].dtype  # of the largest tensor
+        model = load_into(model, index, resolve_dtype(dtype, file_dtype), device, path, reinit | new)
+        model.reset_new_layers()
         model.reinitialised = sorted(reinit)  # e.g. patch_embedding / head for a new channel count
         return model

@@ -14,11 +14,20 @@ from typing import NamedTuple
 
 import torch
 
-from .checkpoint import CheckpointError, check_plan_compatible, load_checkpoint, save_checkpoint, split_prefix
+from .checkpoint import (
+    CheckpointError,
+    check_plan_compatible,
+    load_into,
+    read_header,
+    save_checkpoint,
+    split_prefix,
+    tensor_index,
+)
 from .compressor import SemanticCompressor
 from .config import DiTConfig, PipelineConfig, SamplerConfig, SemanticSpec, VideoSpec
 from .dit import SemanticGenDiT
 from .pipeline import SemanticGenPipeline
+from .precision import resolve_dtype
 
 
 class Stage1Export(NamedTuple):
@@ -68,22 +77,25 @@ def save_stage2(path, state: dict, sem_config: DiTConfig, semantic: SemanticSpec
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _load_strict(module: torch.nn.Module, tensors: dict, what: str) -> None:
-    """load_state_dict(strict=True), with a CheckpointError naming the part and the keys."""
-    missing, unexpected = module.state_dict().keys() - tensors.keys(), tensors.keys() - module.state_dict().keys()
-    if missing or unexpected:
-        raise CheckpointError(f"{what}: missing keys {sorted(missing)[:5]}, unexpected keys {sorted(unexpected)[:5]}")
-    module.load_state_dict({k: v.float() for k, v in tensors.items()})
+def _header(path, role: str) -> dict:
+    header = read_header(path)
+    if header["role"] != role:
+        raise CheckpointError(f"{path}: holds a {header['role']}, but a {role} was expected")
+    return header
 
 
-def load_stage1(path, device: str | torch.device = "cpu") -> Stage1Export:
-    """(lat_generator, compressor, semantic spec, video spec) of a stage-1 bundle, checked to fit together."""
-    tensors, header = load_checkpoint(path, "bundle", device)
-    if header["role"] != "bundle" or "lat_generator" not in header or "compressor" not in header:
-        raise CheckpointError(f"{path}: not a stage-1 bundle (role {header['role']}, no lat_generator/compressor)")
+def load_stage1(path, device: str | torch.device = "cpu", dtype=torch.float32) -> Stage1Export:
+    """(lat_generator, compressor, semantic spec, video spec) of a stage-1 bundle, checked to fit together.
+
+    Both parts are built on the meta device and take the file's tensors, cast to `dtype` ('auto': the file's).
+    """
+    header = _header(path, "bundle")
+    if "lat_generator" not in header or "compressor" not in header:
+        raise CheckpointError(f"{path}: not a stage-1 bundle (no lat_generator/compressor in its metadata)")
     semantic = SemanticSpec.from_dict(header["semantic"])
-    lat = SemanticGenDiT(DiTConfig.from_dict(header["lat_generator"]))
-    comp = SemanticCompressor(**header["compressor"])
+    with torch.device("meta"):
+        lat = SemanticGenDiT(DiTConfig.from_dict(header["lat_generator"]))
+        comp = SemanticCompressor(**header["compressor"])
     k_lat, k_comp = lat.config.sem_channels, comp.out_dim
     if k_lat != k_comp or k_comp != semantic.compressed_dim:
         raise CheckpointError(
@@ -91,28 +103,35 @@ def load_stage1(path, device: str | torch.device = "cpu") -> Stage1Export:
             f"(semantic spec says {semantic.compressed_dim})"
         )
     check_plan_compatible(semantic.dim, semantic.kind, comp.in_dim, semantic.kind, f"{path}: compressor: ")
-    _load_strict(lat, split_prefix(tensors, "lat_generator"), f"{path}: lat_generator")
-    _load_strict(comp, split_prefix(tensors, "compressor"), f"{path}: compressor")
+    index, dtype = tensor_index([Path(path)]), _dtype(path, dtype)
+    load_into(lat, split_prefix(index, "lat_generator"), dtype, device, f"{path}: lat_generator")
+    load_into(comp, split_prefix(index, "compressor"), dtype, device, f"{path}: compressor")
     video = VideoSpec.from_dict(header.get("video", {}))
-    return Stage1Export(lat.eval().to(device), comp.eval().to(device), semantic, video, Path(path))
+    return Stage1Export(lat.eval(), comp.eval(), semantic, video, Path(path))
 
 
-def load_stage2(path, stage1: Stage1Export | str | Path | None = None, device="cpu") -> Stage2Export:
-    """The semantic generator of a stage-2 export; with `stage1`, checks that it makes the plans stage 1 takes."""
-    tensors, header = load_checkpoint(path, "semantic_generator", device)
-    if header["role"] != "semantic_generator":
-        raise CheckpointError(f"{path}: holds a {header['role']}, but a stage-2 semantic_generator was expected")
+def load_stage2(path, stage1: Stage1Export | str | Path | None = None, device="cpu", dtype=torch.float32):
+    """The semantic generator of a stage-2 export (built on the meta device, weights cast to `dtype`); with
+    `stage1`, checks that it makes the plans stage 1 takes."""
+    header = _header(path, "semantic_generator")
     semantic = SemanticSpec.from_dict(header["semantic"])
-    gen = SemanticGenDiT(DiTConfig.from_dict(header["config"]))
+    with torch.device("meta"):
+        gen = SemanticGenDiT(DiTConfig.from_dict(header["config"]))
     check_plan_compatible(gen.config.in_channels, semantic.kind, semantic.compressed_dim, semantic.kind, f"{path}: ")
-    _load_strict(gen, tensors, f"{path}: semantic_generator")
+    load_into(gen, tensor_index([Path(path)]), _dtype(path, dtype), device, f"{path}: semantic_generator")
     if stage1 is not None:
-        s1 = stage1 if isinstance(stage1, Stage1Export) else load_stage1(stage1, device)
+        s1 = stage1 if isinstance(stage1, Stage1Export) else load_stage1(stage1, device, dtype)
         check_plan_compatible(
             gen.config.in_channels, semantic.kind, s1.compressor.out_dim, s1.semantic.kind,
             f"stage 2 ({path}) vs stage 1 ({s1.path}): ",
         )  # fmt: skip
-    return Stage2Export(gen.eval().to(device), semantic, Path(path))
+    return Stage2Export(gen.eval(), semantic, Path(path))
+
+
+def _dtype(path, dtype) -> torch.dtype:
+    """`dtype` resolved; 'auto' is the dtype of the file's largest tensor."""
+    stored = max(tensor_index([Path(path)]).values(), key=lambda v: v[2].numel())[2].dtype
+    return resolve_dtype(dtype, stored)
 
 
 def build_pipeline(
@@ -127,8 +146,8 @@ def build_pipeline(
     dtype=torch.float32,
 ) -> SemanticGenPipeline:
     """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together)."""
-    s1 = load_stage1(stage1, device)
-    s2 = load_stage2(stage2, s1, device) if stage2 is not None else None
+    s1 = load_stage1(stage1, device, dtype)
+    s2 = load_stage2(stage2, s1, device, dtype) if stage2 is not None else None
     if semantic_encoder is not None and semantic_encoder.kind != s1.semantic.kind:
         raise ValueError(
             f"semantic encoder is {semantic_encoder.kind}, but {stage1} was trained on {s1.semantic.kind} plans"
@@ -137,6 +156,5 @@ def build_pipeline(
     config = PipelineConfig(
         video=s1.video, semantic=s1.semantic, sem_sampler=sampler, lat_sampler=sampler, plan_noise=plan_noise
     )
-    sem_gen = s2.sem_generator.to(dtype) if s2 is not None else None
-    return SemanticGenPipeline(sem_gen, s1.lat_generator.to(dtype), s1.compressor.to(dtype), vae, text_encoder,
-                               semantic_encoder, config)  # fmt: skip
+    sem_gen = s2.sem_generator if s2 is not None else None
+    return SemanticGenPipeline(sem_gen, s1.lat_generator, s1.compressor, vae, text_encoder, semantic_encoder, config)

@@ -8,6 +8,10 @@ real Wan2.1 / Qwen2.5-VL weights:
 - `vae`: `decode(z) -> video [B, 3, F, H, W] in [-1, 1]` on normalised latents (and optionally `iter_decode`)
 - `text_encoder`: `encode(prompts) -> (ctx [B, S, D], mask [B, S])`
 - `semantic_encoder`: `encode(frames uint8 [T, H, W, 3]) -> [B, d, T_s, H_s, W_s]` (reference transfer only)
+
+Precision: the networks run in their weights' dtype (`pipe.to(dtype=torch.bfloat16)` casts them all, keeping the
+parts precision.py keeps in float32); noise, plans, latents and the Euler updates stay float32 whatever it is, so
+a half-precision run starts from the same noise as a float32 one and accumulates no rounding in the sampler.
 """
 
 from __future__ import annotations
@@ -61,7 +65,25 @@ class SemanticGenPipeline:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.lat_generator.parameters()).dtype
+        """Compute dtype of the generators."""
+        return self.lat_generator.dtype
+
+    def to(self, device=None, dtype=None) -> SemanticGenPipeline:
+        """Move every component to `device` and/or cast its weights to `dtype` (float32 kept where the model
+        keeps it, precision.cast_module). Components without weights (test doubles) are left as they are."""
+        from .precision import cast_module, resolve_dtype
+
+        dtype = resolve_dtype(dtype) if dtype is not None else None
+        parts = (self.sem_generator, self.lat_generator, self.compressor, self.vae, self.text_encoder,
+                 self.semantic_encoder)  # fmt: skip
+        for part in parts:
+            if not isinstance(part, torch.nn.Module):
+                continue
+            if dtype is not None:
+                cast_module(part, dtype, device)
+            elif device is not None:
+                part.to(device)
+        return self
 
     def plan_grid(self, seconds: float, height: int, width: int) -> tuple[int, int, int]:
         """(T_s, H_s, W_s) of the plan for a clip. The semantic frames cover the video's exact duration (F / fps),
@@ -105,12 +127,12 @@ class SemanticGenPipeline:
     # ------------------------------------------------------------------------------------------------------------
 
     def encode_text(self, prompts: list[str], negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device and dtype. Prompts longer than the text
-        encoder's max_length are cut there, with a warning that says how much is ignored."""
+        """(ctx [B, S, D], uncond [1, S', D]) on the pipeline's device, float32 (the generators cast them). Prompts
+        longer than the text encoder's max_length are cut there, with a warning that says how much is ignored."""
         warn_long_prompts(self.text_encoder, [*prompts, negative_prompt])
         ctx, _ = self.text_encoder.encode(list(prompts))
         uncond, _ = self.text_encoder.encode([negative_prompt])
-        return ctx.to(self.device, self.dtype), uncond.to(self.device, self.dtype)
+        return ctx.to(self.device, torch.float32), uncond.to(self.device, torch.float32)
 
     def encode_schedule(
         self, schedule: PromptSchedule, negative_prompt: str = ""
@@ -158,7 +180,7 @@ class SemanticGenPipeline:
             model.config, (model.config.in_channels, *grid), batch, self.dtype, self.device, "stage A: plans of shape"
         )
         ctx, extra = self.text_args(ctx, starts, plan_frame_times(grid[0], self.config.semantic))
-        x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device, self.dtype)
+        x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device)  # float32
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
         with torch.no_grad(), attention_backend(self.config.attention):
@@ -183,15 +205,15 @@ class SemanticGenPipeline:
         """
         s = sampler or self.config.sem_sampler
         model = self.sem_generator
-        z_known = z_known.to(self.device, self.dtype)
+        z_known = z_known.to(self.device, torch.float32)  # samplers work in float32; the generators cast
         keep = torch.as_tensor(keep, dtype=torch.bool, device=self.device)
         if keep.shape != z_known.shape[2:3]:
             raise ValueError(f"keep must be [T_s={z_known.shape[2]}] booleans, got {tuple(keep.shape)}")
         ctx, extra = self.text_args(ctx, starts, plan_frame_times(z_known.shape[2], self.config.semantic))
         if ctx.shape[0] != z_known.shape[0]:
             raise ValueError(f"ctx has batch {ctx.shape[0]}, the plan {z_known.shape[0]}")
-        x = flow.randn(z_known.shape, generator, self.device, self.dtype)
-        eps = flow.randn(z_known.shape, generator, self.device, self.dtype)
+        x = flow.randn(z_known.shape, generator, self.device)
+        eps = flow.randn(z_known.shape, generator, self.device)
         mask = keep[None, None, :, None, None]
         base = guided(model, ctx, uncond, s.cfg)
 
@@ -213,7 +235,7 @@ class SemanticGenPipeline:
             feats.shape[1], self.semantic_encoder.kind, self.compressor.in_dim, spec.kind, "reference "
         )
         with torch.no_grad():
-            return self.compressor(feats.to(self.dtype)).mode()
+            return self.compressor(feats).mode().float()
 
     def generate_latents(
         self,
@@ -243,9 +265,9 @@ class SemanticGenPipeline:
         checks.plan_noise(noise)
         batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
         checks.memory(model.config, latent_shape, batch, self.dtype, self.device, "stage B: latents of shape")
-        z_sem = z_sem.to(self.device, self.dtype)  # whatever the noise: a CPU plan meets a CUDA model here
+        z_sem = z_sem.to(self.device, torch.float32)  # whatever the noise: a CPU plan meets a CUDA model here
         z_sem = add_plan_noise(z_sem, noise, generator) if noise > 0 else z_sem
-        x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device, self.dtype)
+        x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device)  # float32
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "latent")
         with torch.no_grad(), attention_backend(self.config.attention):

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, UMT5EncoderModel
 
-from .checkpoint import CheckpointError, resolve_dtype
+from .checkpoint import CheckpointError
+from .precision import resolve_dtype
 
 _UNUSED = ("pooler.",)  # BERT-style pooler: present in some folders, absent in others, not used for per-token features
 

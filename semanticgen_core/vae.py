@@ -25,11 +25,11 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 from safetensors import safe_open
-from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import CheckpointError, read_header, resolve_dtype, save_checkpoint
+from .checkpoint import CheckpointError, load_into, read_header, save_checkpoint, tensor_index
 from .config import VideoSpec
+from .precision import resolve_dtype
 
 _STRIP_PREFIXES = ("first_stage_model.", "vae.", "model.")  # wrappers some single files put around the VAE keys
 
@@ -363,38 +363,24 @@ def diffusers_to_original(state: dict[str, torch.Tensor], config: dict | None = 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _build_strict(config: dict, state: dict[str, torch.Tensor], dtype: torch.dtype, source) -> AutoencoderKLWan:
-    """An AutoencoderKLWan built on the meta device and filled from `state`; missing/unexpected keys raise."""
+def _build_strict(config: dict, index: dict, dtype: torch.dtype, device, source) -> AutoencoderKLWan:
+    """An AutoencoderKLWan built on the meta device and filled tensor by tensor from `index` (checkpoint.tensor_index,
+    diffusers names); missing/unexpected keys raise."""
     with torch.device("meta"):
         model = AutoencoderKLWan.from_config(config)
     expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    missing, unexpected = sorted(expected - set(index)), sorted(set(index) - expected)
     if missing or unexpected:
         more = " and more" if max(len(missing), len(unexpected)) > 20 else ""
         raise CheckpointError(
             f"{source}: VAE weights do not match the config: missing keys {missing[:20]}, unexpected keys "
             f"{unexpected[:20]}{more} (a different VAE size? pass config=...)"
         )
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as err:  # size mismatches
-        raise CheckpointError(f"{source}: VAE weights do not match the config (pass config=...): {err}") from err
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
-        raise CheckpointError(f"{source}: tensors left uninitialised after loading: {left[:20]}")
+        load_into(model, index, dtype, device, source)
+    except CheckpointError as err:  # size mismatches
+        raise CheckpointError(f"{err} (a different VAE size? pass config=...)") from err
     return model.eval().requires_grad_(False)
-
-
-def _read(files: list[Path]) -> dict[str, torch.Tensor]:
-    """Tensors of some safetensors files; CheckpointError names an unreadable one."""
-    state = {}
-    for f in files:
-        try:
-            state.update(load_file(str(f)))
-        except Exception as err:  # safetensors raises several types for a damaged file
-            raise CheckpointError(f"{f}: not a readable safetensors file ({err})") from err
-    return state
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -413,7 +399,7 @@ def _folder_files(folder: Path) -> list[Path]:
 
 def _single_file(path: Path, config: dict | None) -> tuple[dict, dict[str, torch.Tensor]]:
     """(config, diffusers-named state) of one safetensors file: our format, original Wan2.1, or diffusers keys."""
-    state = _read([path])  # raises CheckpointError for an unreadable file
+    state = tensor_index([path])  # headers only; raises CheckpointError for an unreadable file
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if "semanticgen_format" in meta:
@@ -445,7 +431,7 @@ def load_vae(path: str | Path, dtype=torch.float32, device="cpu", config: dict |
         if not cfg_file.is_file():
             raise CheckpointError(f"{folder}: no config.json (expected a diffusers AutoencoderKLWan folder)")
         cfg = {**json.loads(cfg_file.read_text()), **(config or {})}
-        state, source = _read(_folder_files(folder)), folder
+        state, source = tensor_index(_folder_files(folder)), folder
     elif path.is_file():
         if path.suffix != ".safetensors":
             raise CheckpointError(f"{path}: only .safetensors weights are loaded (no pickles); convert the file first")
@@ -453,5 +439,4 @@ def load_vae(path: str | Path, dtype=torch.float32, device="cpu", config: dict |
     else:
         raise CheckpointError(f"{path}: no such file or folder")
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    vae = WanVAE(_build_strict(cfg, state, dtype, source))
-    return vae.to(device)
+    return WanVAE(_build_strict(cfg, state, dtype, device, source)).to(device)  # .to: the latent statistics

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from semanticgen_core import checkpoint
 from semanticgen_core.checkpoint import CheckpointError, save_checkpoint
 from semanticgen_core.encoders import (
     ENCODERS,
@@ -108,7 +109,8 @@ def test_qwen_loads_only_visual_shards_and_matches_transformers(qwen_full, monke
     assert other, "the test checkpoint must have shards without vision tensors"
     opened = []
     real_open = base.safe_open
-    monkeypatch.setattr(base, "safe_open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    for module in (base, checkpoint):  # headers (base) and tensors (checkpoint.read_tensor)
+        monkeypatch.setattr(module, "safe_open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
     enc = load_semantic_encoder("qwen2_5_vl", folder, **SMALL)
     assert {p.rsplit("/", 1)[-1] for p in opened} == visual  # every vision shard, no language-model shard
     assert not any(n.startswith(("language_model", "lm_head")) for n, _ in enc.named_parameters())

@@ -291,3 +291,18 @@ def test_lora_mode_trains_adapters_and_new_layers_and_exports_a_loadable_lora(ca
     assert state16["lat_generator.blocks.0.self_attn.q.weight"].dtype == torch.bfloat16
     assert state16["lat_generator.blocks.0.self_attn.q.adapters.0.down"].dtype == torch.float32
     assert state16["lat_generator.blocks.0.norm3.weight"].dtype == torch.float32
+
+
+def test_stage1_trains_under_bf16_mixed_precision(cache, tmp_path):
+    """accelerate's mixed_precision='bf16' (fp32 weights, bf16 autocast) on CPU: finite losses, a bf16 export that
+    loads in bf16 with the fp32 parts kept."""
+    run = tmp_path / "bf16"
+    # a process of its own: accelerate's state is process-wide, and earlier tests initialised it without it
+    proc = run_script("stage1.py", "--data", cache, "--out", run, "--max-steps", "2", "--mixed-precision", "bf16",
+                      "--export-dtype", "bf16", *FAST)  # fmt: skip
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    s1 = load_stage1(run / "stage1_bundle.safetensors", dtype="auto")  # the file's dtype
+    assert s1.lat_generator.dtype == torch.bfloat16 and s1.lat_generator.blocks[0].modulation.dtype == torch.float32

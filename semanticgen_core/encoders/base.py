@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, read_tensor
 from ..config import SemanticSpec
 
 PAPER_SEMANTIC_FPS = 1.6  # paper, Sec. 4: frames fed to the semantic encoder per second
@@ -127,18 +127,16 @@ def file_weight_map(path: Path) -> dict[str, Path]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
 
 
-def read_tensors(weight_map: dict[str, Path], renames: dict[str, str]) -> dict[str, torch.Tensor]:
-    """Read only the keys in `renames` (checkpoint key -> module key), opening each needed file once."""
-    by_file: dict[Path, list[str]] = {}
-    for key in renames:
-        by_file.setdefault(weight_map[key], []).append(key)
+def read_tensors(weight_map: dict[str, Path], renames: dict[str, str], dtype=None, device=None) -> dict:
+    """Read only the keys in `renames` (checkpoint key -> module key), one tensor at a time (checkpoint.read_tensor),
+    each cast to `dtype` (floating tensors) and moved to `device` as it is read: no second copy of the weights."""
     out = {}
-    for file, keys in sorted(by_file.items()):
+    for key in sorted(renames, key=lambda k: str(weight_map[k])):
+        file = weight_map[key]
         if not file.is_file():
             raise CheckpointError(f"{file}: shard listed in the index is missing")
-        with safe_open(str(file), framework="pt") as f:
-            for key in keys:
-                out[renames[key]] = f.get_tensor(key)
+        t = read_tensor(file, key)
+        out[renames[key]] = t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
     return out
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, read_header, resolve_dtype, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from ..config import smart_resize
+from ..precision import resolve_dtype
 from .base import (
     PAPER_SEMANTIC_FPS,
     SemanticEncoder,
@@ -147,8 +148,9 @@ class Qwen25VLEncoder(SemanticEncoder):
         else:  # a vision tower saved on its own with save_pretrained: unprefixed keys
             vision_config = _vision_config(raw)
             config_dtype, renames = vision_config.dtype, {k: k for k in weight_map}
-        state = read_tensors(weight_map, renames)
-        return cls._from_state(vision_config, state, resolve_dtype(dtype, config_dtype), device, path, **kw)
+        dtype = resolve_dtype(dtype, config_dtype)
+        state = read_tensors(weight_map, renames, dtype, device)
+        return cls._from_state(vision_config, state, dtype, device, path, **kw)
 
     @classmethod
     def _from_ours(cls, path: Path, dtype, device, **kw) -> Qwen25VLEncoder:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, resolve_dtype
+from ..checkpoint import CheckpointError
+from ..precision import resolve_dtype
 from .base import (
     PAPER_SEMANTIC_FPS,
     SemanticEncoder,
@@ -93,8 +94,9 @@ class VJEPA2SemanticEncoder(SemanticEncoder):
         if getattr(config, "_attn_implementation", None) is None:
             config._attn_implementation = "sdpa"
         weight_map = hf_weight_map(folder) if path.is_dir() else file_weight_map(path)
-        state = read_tensors(weight_map, _encoder_renames(weight_map, path))
-        model = load_strict(lambda: _hf()[1](config), state, resolve_dtype(dtype, config.dtype), device, path)
+        dtype = resolve_dtype(dtype, config.dtype)
+        state = read_tensors(weight_map, _encoder_renames(weight_map, path), dtype, device)
+        model = load_strict(lambda: _hf()[1](config), state, dtype, device, path)
         check_materialized(model, path)
         return cls(model, **kw)
 
