@@ -14,14 +14,14 @@ per-row median colour is the background wherever the object is not. Videos are u
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy import linalg, ndimage
+from scipy import ndimage
 
-from .metrics import AttributeProbe
+from .metrics import AttributeProbe, wilson_interval
+from .metrics import frechet_distance as _frechet
 
 # ----------------------------------------------------------------------------------------------------------------
 # Intervals
@@ -32,10 +32,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
     """(rate, low, high): k successes of n independent trials with the Wilson score interval (95 % for z=1.96)."""
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    return (k / n, *wilson_interval(k, n, z))
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95):
@@ -160,14 +157,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"need two feature sets [N >= 2, D] of one D, got {a.shape} and {b.shape}")
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():  # near-singular product (few samples): regularise as FID does
-        eps = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = np.real(covmean)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return _frechet(a, b)
 
 
 def feature_consistency(feats) -> float:
