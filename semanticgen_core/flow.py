@@ -74,9 +74,16 @@ def sample_time(
     return shift_time(t, shift) if shift != 1.0 else t
 
 
-def flow_loss(v_pred: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, weight: torch.Tensor | None = None):
-    """Conditional flow-matching loss: mean ||v_pred - (eps - x0)||^2 (optionally weighted per sample [B])."""
-    err = (v_pred.float() - velocity_target(x0, eps).float()).pow(2).flatten(1).mean(1)  # [B]
+def flow_loss(v_pred: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, weight: torch.Tensor | None = None,
+              element_weight: torch.Tensor | None = None):  # fmt: skip
+    """Conditional flow-matching loss: mean ||v_pred - (eps - x0)||^2, optionally weighted per sample (`weight` [B])
+    and per element (`element_weight`, broadcast to x0 [B, C, T, H, W]: a weighted mean within each sample)."""
+    err = (v_pred.float() - velocity_target(x0, eps).float()).pow(2)
+    if element_weight is None:
+        err = err.flatten(1).mean(1)  # [B]
+    else:
+        ew = element_weight.float().expand_as(err)
+        err = (err * ew).flatten(1).sum(1) / ew.flatten(1).sum(1).clamp_min(1e-12)  # [B]
     if weight is not None:
         err = err * weight
     return err.mean()

@@ -46,3 +46,14 @@ def test_loss_is_zero_at_target_and_positive_elsewhere():
     x0, eps = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     assert flow.flow_loss(eps - x0, x0, eps) == 0
     assert flow.flow_loss(torch.zeros(2, 3, 4), x0, eps) > 0
+
+
+def test_flow_loss_element_weight_is_a_weighted_mean_within_each_sample():
+    g = torch.Generator().manual_seed(0)
+    x0, eps, v = (torch.randn(2, 3, 4, 5, generator=g) for _ in range(3))
+    assert torch.allclose(flow.flow_loss(v, x0, eps, element_weight=torch.full((2, 1, 4, 5), 7.0)),
+                          flow.flow_loss(v, x0, eps))  # fmt: skip
+    w = torch.zeros(2, 1, 4, 5)
+    w[:, :, 0] = 1  # only row 0 counts
+    err = (v - (eps - x0)).pow(2)
+    assert torch.allclose(flow.flow_loss(v, x0, eps, element_weight=w), err[:, :, 0].mean())

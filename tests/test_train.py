@@ -202,6 +202,27 @@ def test_stage1_trains_in_the_sampling_windows_when_asked():
     assert torch.allclose(loss(0), loss(8), atol=1e-6) and not torch.allclose(loss(0), loss(2), atol=1e-4)
 
 
+def test_object_weight_reweighs_the_masked_cells_and_needs_a_mask_in_the_cache(cache, tmp_path):
+    from semanticgen_core import DIT_CONFIGS, SemanticCompressor, SemanticGenDiT
+    from train.stage1 import Stage1Model
+
+    torch.manual_seed(0)
+    lat, comp = SemanticGenDiT(DIT_CONFIGS["tiny"]), SemanticCompressor(16, 8)
+    mask = torch.zeros(2, 6, 4, 4)
+    mask[:, :, 1:3, 1:3] = 1
+    batch = {"latents": torch.randn(2, 16, 6, 4, 4), "sem_feats": torch.randn(2, 16, 3, 2, 2),
+             "ctx": torch.randn(2, 5, 24), "fg_mask": mask}  # fmt: skip
+
+    def loss(weight, fg=mask):
+        return Stage1Model(lat, comp, object_weight=weight)({**batch, "fg_mask": fg}, torch.Generator().manual_seed(0))
+
+    plain, weighted, only = loss(0.0)[1]["flow"], loss(5.0)[1]["flow"], loss(1e6)[1]["flow"]
+    assert min(plain, only) < weighted < max(plain, only) and abs(only - plain) > 1e-3
+    assert torch.allclose(loss(5.0, torch.ones_like(mask))[1]["flow"], plain)  # a mask over everything: no change
+    with pytest.raises(SystemExit, match="--foreground-mask row-median"):
+        train_to(cache, tmp_path / "run", 1, "--object-weight", "5")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Training state you can trust
 # ----------------------------------------------------------------------------------------------------------------

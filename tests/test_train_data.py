@@ -220,3 +220,35 @@ def test_two_processes_make_the_same_cache_as_one_and_resume(tmp_path):
     # a second run (any process count) finds everything encoded
     again = prepare(PrepareConfig(**TINY), discover_pairs(videos), tmp_path / "two", tiny_components())
     assert again["encoded"] == 0 and again["reused"] == 6 and again["samples"] == one["samples"]
+
+
+def test_foreground_mask_marks_the_latent_cells_the_object_covers():
+    from train.prepare import foreground_mask
+
+    # a background constant along rows (a vertical gradient), a 6x6 square at rows 10-15 that moves right 4 px a frame
+    frames = np.repeat(np.linspace(10, 60, 32, dtype=np.uint8)[None, :, None, None], 9, 0).repeat(32, 2).repeat(3, 3)
+    for t in range(9):
+        frames[t, 10:16, 2 + 2 * t : 8 + 2 * t] = (200, 40, 40)
+    mask = foreground_mask(frames, (3, 4, 4))  # causal VAE: latent frame 0 <- frame 0, 1 <- 1..4, 2 <- 5..8
+    assert mask.shape == (3, 4, 4) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    expect = torch.zeros(3, 4, 4)
+    expect[0, 1, 0] = 1  # rows 10-15 fall in cell rows 1 (8-15); frame 0 covers columns 2-7: cell 0
+    expect[1, 1, 0:2] = 1  # frames 1-4: columns 4-15 -> cells 0-1
+    expect[2, 1, 1:3] = 1  # frames 5-8: columns 12-23 -> cells 1-2
+    assert torch.equal(mask, expect)
+
+
+def test_prepare_stores_a_foreground_mask_on_the_latent_grid_when_asked(tmp_path):
+    videos = make_videos(tmp_path / "videos")
+    out = prepare(PrepareConfig(**TINY, foreground_mask="row-median"), discover_pairs(videos), tmp_path / "c",
+                  tiny_components())  # fmt: skip
+    plain = prepare(PrepareConfig(**TINY), discover_pairs(videos), tmp_path / "c", tiny_components())
+    assert out["dir"] != plain["dir"]  # the mask setting is part of the cache key
+    ds = CachedLatentDataset(out["dir"])
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["fg_mask"].shape == item["latents"].shape[1:]
+        assert 0 < item["fg_mask"].mean() < 0.6  # the square, not the whole frame
+    assert "fg_mask" not in CachedLatentDataset(plain["dir"])[0]
+    with pytest.raises(ValueError, match="foreground_mask must be"):
+        prepare(PrepareConfig(**TINY, foreground_mask="rows"), discover_pairs(videos), tmp_path / "d")

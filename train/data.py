@@ -7,6 +7,7 @@ Cache layout (one folder per settings key, see prepare.py):
                                          "<id>.ctx" [S, D] (text features, zero padding trimmed), or
                                          [G, S, D] with "<id>.ctx_starts" [G] (seconds) for per-segment
                                          captions (caption lines `START: caption`, see semanticgen_core.schedule);
+                                         "<id>.fg_mask" [T, H, W] (optional, prepare --foreground-mask);
                                          metadata "samples": the JSON of the shard's entries (captions included)
     CACHE/<key>/null_ctx.safetensors     "ctx" [S0, D]: features of the empty prompt (caption dropout)
 A batch always has one shape: samples are grouped by the shapes of the tensors a stage reads. Samples with
@@ -147,6 +148,8 @@ class CachedLatentDataset(Dataset):
         segmented = "ctx" in self.keys and "ctx_starts" in e["shapes"]
         with safe_open(str(self.dir / e["shard"]), framework="pt") as f:
             item = {k: f.get_tensor(f"{e['id']}.{k}").float() for k in self.keys}
+            if "latents" in self.keys and "fg_mask" in e["shapes"]:  # prepare --foreground-mask
+                item["fg_mask"] = f.get_tensor(f"{e['id']}.fg_mask").float()  # [T, H, W]
             if segmented:
                 item["ctx_starts"] = f.get_tensor(f"{e['id']}.ctx_starts").float()  # [G]
         if self.text_length and "ctx" in item:

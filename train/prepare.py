@@ -28,7 +28,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from tqdm.auto import tqdm
 
@@ -63,6 +65,12 @@ class PrepareConfig:
         "the paper's compressed-VAE-space ablation, Fig. 9; no semantic encoder is loaded)",
     )
     vae_plan_grid: str = opt("1x1", "semantic_source vae: plan tokens HxW per latent frame (latent pixels -> channels)")
+    foreground_mask: str = opt(
+        "",
+        "'' or 'row-median': also store fg_mask [T, H, W] per latent cell (1 where a covered pixel lies more than 24 "
+        "levels from its row's median colour: the object over a background constant along rows, as in the shapes "
+        "lab) for stage 1's --object-weight",
+    )
     shard_size: int = opt(64, "samples per safetensors shard")
     device: str = opt("cpu", "device the frozen encoders run on")
 
@@ -138,6 +146,8 @@ def load_components(cfg: PrepareConfig):
 
     if cfg.semantic_source not in ("encoder", "vae"):
         raise ValueError(f"semantic_source must be 'encoder' or 'vae', got {cfg.semantic_source!r}")
+    if cfg.foreground_mask not in ("", "row-median"):
+        raise ValueError(f"foreground_mask must be '' or 'row-median', got {cfg.foreground_mask!r}")
     vae = load_vae(cfg.vae, device=cfg.device).eval()
     sem = None
     if cfg.semantic_source == "encoder":
@@ -174,6 +184,21 @@ def vae_plan_features(latents: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
     return rearrange(latents, "c t (hs ph) (ws pw) -> (c ph pw) t hs ws", hs=hs, ws=ws)
 
 
+def foreground_mask(frames: np.ndarray, latent_shape: tuple[int, int, int], threshold: float = 24.0) -> torch.Tensor:
+    """fg_mask [T, H, W] (0/1) of uint8 frames [F, H_px, W_px, 3] on the latent grid (T, H, W) of the causal VAE
+    (latent frame 0 covers frame 0, latent frame i frames 4i-3..4i): 1 where any covered pixel differs from its
+    row's median colour by more than `threshold` levels in some channel."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float()  # [F, H_px, W_px, 3]
+    fg = (x - x.median(dim=2, keepdim=True).values).abs().amax(-1).gt(threshold).float()  # [F, H_px, W_px]
+    t, h, w = latent_shape
+    if t > 1:
+        rest = fg[1:]
+        if rest.shape[0] % (t - 1):
+            raise ValueError(f"{len(frames)} frames do not map onto {t} latent frames of the causal VAE")
+        fg = torch.cat([fg[:1], rest.reshape(t - 1, -1, *rest.shape[1:]).amax(1)])  # [T, H_px, W_px]
+    return F.adaptive_max_pool2d(fg[:t, None], (h, w))[:, 0]  # [T, H, W]
+
+
 @torch.inference_mode()
 def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tuple[dict[str, torch.Tensor], dict]:
     """({latents [C, T, H, W], sem_feats [d, T_s, H_s, W_s], ctx [S, D]}, clip info) of one video's first clip."""
@@ -193,6 +218,8 @@ def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tup
         frames_s = resize_center_crop(read_video(path, fps=cfg.sem_fps, duration=n / cfg.vae_fps), h, w)
         sem_feats, sem_frames = sem_encoder.encode(frames_s)[0].float().cpu(), len(frames_s)  # [d, T_s, H_s, W_s]
     clip = {"latents": latents, "sem_feats": sem_feats, **encode_captions(text_encoder, caption, n / cfg.vae_fps, path)}
+    if cfg.foreground_mask == "row-median":
+        clip["fg_mask"] = foreground_mask(frames, tuple(latents.shape[1:]))
     return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": sem_frames}
 
 

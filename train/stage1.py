@@ -53,8 +53,9 @@ class Stage1Model(nn.Module):
     """Semantic compressor + latent generator, trained jointly (paper Fig. 3b)."""
 
     def __init__(self, lat_generator, compressor, kl_weight=1e-3, plan_noise_max=0.2, time_sampling="logit_normal",
-                 time_shift=1.0, window=0):  # fmt: skip
+                 time_shift=1.0, window=0, object_weight=0.0):  # fmt: skip
         super().__init__()
+        self.object_weight = object_weight  # latent cells of the cache's fg_mask weigh 1 + object_weight
         self.lat_generator, self.compressor = lat_generator, compressor
         self.window = window or None  # shifted-window attention over this many latent frames (None: full)
         self.kl_weight, self.plan_noise_max = kl_weight, plan_noise_max
@@ -62,10 +63,11 @@ class Stage1Model(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator):
         """batch: latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] (or [B, G, S, D] with
-        lat_segments [B, T]: per-segment captions) -> (loss, logs)."""
+        lat_segments [B, T]: per-segment captions; fg_mask [B, T, H, W] with --object-weight) -> (loss, logs)."""
+        ew = 1.0 + self.object_weight * batch["fg_mask"][:, None] if self.object_weight else None  # [B, 1, T, H, W]
         if self.compressor is None:  # --no-plan: the baseline without semantics
             fm = flow_matching_loss(self.lat_generator, batch["latents"], batch["ctx"], generator, self.time_sampling,
-                                    self.time_shift, None, self.window, batch.get("lat_segments"))  # fmt: skip
+                                    self.time_shift, None, self.window, batch.get("lat_segments"), ew)  # fmt: skip
             return fm, {"flow": fm.detach()}
         plan = self.compressor(batch["sem_feats"])  # Gaussian over [B, k, T_s, H_s, W_s]
         z_sem = plan.sample(generator)
@@ -82,6 +84,7 @@ class Stage1Model(nn.Module):
             z_sem,
             self.window,
             batch.get("lat_segments"),
+            ew,
         )
         kl = plan.kl().mean()
         return fm + self.kl_weight * kl, {"flow": fm.detach(), "kl": kl.detach()}
@@ -102,14 +105,16 @@ def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage
     if cfg.lora_rank:  # the compressor is a separate module: always fully trained
         counts = apply_lora_mode(lat, cfg.lora_rank, cfg.lora_alpha, cfg.base_dtype, new_layers(lat))
         print(f"LoRA mode: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen in the latent generator")
-    return Stage1Model(
-        lat, compressor, args.kl_weight, args.plan_noise_max, cfg.time_sampling, cfg.time_shift, args.window
-    )
+    return Stage1Model(lat, compressor, args.kl_weight, args.plan_noise_max, cfg.time_sampling, cfg.time_shift,
+                       args.window, args.object_weight)  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> dict:
     cfg = from_args(TrainConfig, args)
     info = read_cache_info(args.data)
+    if args.object_weight and not all("fg_mask" in e["shapes"] for e in info["entries"].values()):
+        raise SystemExit(f"--object-weight {args.object_weight}: the cache {info['dir']} holds no fg_mask for some "
+                         "samples; prepare it with --foreground-mask row-median, or drop --object-weight")  # fmt: skip
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(args, info, cfg)
     video = VideoSpec.from_dict(info["video"])
@@ -169,6 +174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--compressor-hidden", type=int, default=0, help="compressor MLP width (0: automatic)")
     parser.add_argument("--kl-weight", type=float, default=1e-3, help="weight of the KL(plan || N(0, I)) term")
+    parser.add_argument(
+        "--object-weight", type=float, default=0.0,
+        help="weigh the flow loss of latent cells under the cache's fg_mask (prepare --foreground-mask) 1 + this: in "
+        "the shapes lab the object covers a few percent of the frame, and its colour and shape barely move the loss",
+    )  # fmt: skip
     parser.add_argument("--plan-noise-max", type=float, default=0.2, help="plan noise strength drawn U(0, max)")
     parser.add_argument(
         "--window", type=int, default=0,
