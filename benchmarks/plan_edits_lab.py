@@ -1,6 +1,6 @@
 """Plans you can edit, measured in the shapes lab (issue 15, item 4) on the embedded model:
 
-1. schedule  60 s videos from 8 segment prompts (one character, a new motion every 7-8 s): the probe's motion per
+1. schedule  60 s videos from 8 segment prompts (one character, a new motion every 6-8 s): the probe's motion per
              segment against the segment's prompt, and the character (colour and shape) per 4 s window; the same
              probe on the renders of the same schedules is the ceiling.
 2. regen     the plan of a scheduled video regenerated over 20-40 s (stage-A inpainting), rendered with the same
@@ -50,7 +50,7 @@ def fmt(r: dict) -> str:
 
 
 def eight_segments(seed: int, i: int, seconds: float = 60.0):
-    """A LongScene of 8 segments (7-8 s each) for video i: the first rng stream that gives eight."""
+    """A LongScene of 8 segments (6-8 s each) for video i: the first rng stream that gives eight."""
     for k in range(100):
         long = sample_long(np.random.default_rng([seed, i, k]), seconds, (7, 8), "heldout")
         if len(long.scenes) == 8:

@@ -1,5 +1,8 @@
 """Plan files (save, load, checks against the model) and plan edits in time (take, splice, repeat, blend, regenerate)."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -109,3 +112,24 @@ def test_cli_saves_and_renders_plans(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*common, "--prompt", "a", "--prompt", "1: b", "--prompt", "0.5: c"])
     assert "--prompt '0.5: c'" in capsys.readouterr().err
+
+
+def test_plan_edits_lab_helpers_find_eight_segments_and_the_object():
+    """benchmarks/plan_edits_lab.py: the 8-prompt schedules it draws, and the object track it times splices by."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from dataclasses import replace
+
+    import numpy as np
+    from plan_edits_lab import eight_segments, object_x
+
+    from semanticgen_core.lab.world import render, sample_scene
+
+    for i in range(3):
+        long = eight_segments(0, i)
+        motions = long.motions
+        assert len(motions) == 8 and long.seconds == 60.0 and all(6 <= d <= 8 for d in long.durations)
+        assert all(a != b for a, b in zip(motions, motions[1:]))
+    scene = replace(sample_scene(np.random.default_rng(0), "train", 2.0), motion="still", speed=0.0, x=0.3, y=0.5)
+    xs = object_x(render(scene, 2.0, fps=8))
+    assert np.allclose(xs, 0.3 * 64, atol=1.5)  # the centroid of the drawn shape, in pixels
+    assert np.isnan(object_x(np.zeros((2, 64, 64, 3), np.uint8))).all()  # no object: NaN, not 0
