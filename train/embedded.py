@@ -256,13 +256,13 @@ def parse_args(argv=None):
     p.add_argument("--vae-base-dim", type=int, default=8, help="VAE channel width (AutoencoderKLWan base_dim)")
     p.add_argument("--encoder-steps", type=int, default=1500, help="encoder contrastive steps (batch 32)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="encoder: weight of the attribute/grounding heads")
-    p.add_argument("--clips", type=int, default=3000, help="2 s training clips written and cached")
-    p.add_argument("--long-clips", type=int, default=500, help="8 s training clips written and cached")
+    p.add_argument("--clips", type=int, default=2000, help="2 s training clips written and cached")
+    p.add_argument("--long-clips", type=int, default=160, help="8 s training clips written and cached")
     p.add_argument(
-        "--segment-clips", type=int, default=800, help="8 s clips with a caption per 2-4 s segment (prompt schedules)"
+        "--segment-clips", type=int, default=320, help="8 s clips with a caption per 2-4 s segment (prompt schedules)"
     )
     p.add_argument(
-        "--stage1-steps", type=int, default=4000, help="stage-1 steps (batch 16; LR decays over the last third)"
+        "--stage1-steps", type=int, default=8000, help="stage-1 steps (batch 16; LR decays over the last third)"
     )
     p.add_argument(
         "--stage1-window-steps", type=int, default=1000, help="stage-1 steps in the sampling windows, after the rest"
