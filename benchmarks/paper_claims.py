@@ -36,8 +36,8 @@ from paper_claims_zoo import (  # noqa: E402
     Parts,
     Sampler,
     Work,
+    budget_table,
     measure_costs,
-    plan_costs,
     semantic_frames,
     sizes_dict,
 )
@@ -541,21 +541,6 @@ def markdown(name: str, r: dict, sizes) -> str:
     if r.get("notes"):
         lines += ["", r["notes"]]
     return "\n".join(lines) + "\n"
-
-
-def budget_table(costs: dict, sizes, parts: Parts, log) -> dict:
-    plan = plan_costs(costs, sizes)
-    if parts.build_cache is not None:
-        plan["compression"]["data (sem cache)"] = 0.0
-    log("\n| experiment | part | CPU hours (1 thread) |\n| --- | --- | --- |")
-    total = 0.0
-    for exp, parts_ in plan.items():
-        for part, sec in parts_.items():
-            log(f"| {exp} | {part} | {sec / 3600:.2f} |")
-        log(f"| **{exp}** | total | **{sum(parts_.values()) / 3600:.2f}** |")
-        total += sum(parts_.values())
-    log(f"| **all** | | **{total / 3600:.2f}** |")
-    return {"costs": costs, "plan_cpu_seconds": plan, "total_cpu_hours": total / 3600}
 
 
 def main(args) -> dict:

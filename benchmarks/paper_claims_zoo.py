@@ -264,8 +264,8 @@ class Work:
         def train():
             base = ["--data", self.cache(cache_name), "--out", run, "--config", self.root / "lat_config.json",
                     "--batch-size", 16, "--warmup-steps", s.warmup, "--caption-dropout", 0.3, *flags,
-                    "--compressor-hidden", s.compressor_hidden, "--object-weight", s.object_weight, "--ckpt-every", 250, "--resume", "--seed", self.seed,
-                    "--log-every", 50]  # fmt: skip
+                    "--compressor-hidden", s.compressor_hidden, "--object-weight", s.object_weight, "--ckpt-every", 250,
+                    "--resume", "--seed", self.seed, "--log-every", 50]  # fmt: skip
             first = s.flash_steps if schedule == "flash" else s.stage1_steps
             phases = [[*base, "--max-steps", first, "--lr", 1e-3, "--decay-steps", max(1, first // 3)]]
             if schedule != "flash" and s.stage1_window_steps:  # the same second phase, in windows unless no_window
@@ -528,3 +528,19 @@ def plan_costs(costs: dict[str, float], sizes: Sizes) -> dict[str, dict[str, flo
         "fps": {"data (flash caches)": s.flash_clips * (2 * c["prepare_vae_short"] + 3 * c["prepare_encoder_short"]),
                 "stage 1 x2": 2 * flash_model, "evaluation": 2 * s.n_flash * (2 * transfer + c["decode_short"])},
     }  # fmt: skip
+
+
+def budget_table(costs: dict, sizes: Sizes, parts: Parts, log) -> dict:
+    """Print the plan of plan_costs as a markdown table (CPU hours); return costs, plan and total."""
+    plan = plan_costs(costs, sizes)
+    if parts.build_cache is not None:
+        plan["compression"]["data (sem cache)"] = 0.0
+    log("\n| experiment | part | CPU hours (1 thread) |\n| --- | --- | --- |")
+    total = 0.0
+    for exp, parts_ in plan.items():
+        for part, sec in parts_.items():
+            log(f"| {exp} | {part} | {sec / 3600:.2f} |")
+        log(f"| **{exp}** | total | **{sum(parts_.values()) / 3600:.2f}** |")
+        total += sum(parts_.values())
+    log(f"| **all** | | **{total / 3600:.2f}** |")
+    return {"costs": costs, "plan_cpu_seconds": plan, "total_cpu_hours": total / 3600}
