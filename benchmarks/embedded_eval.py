@@ -5,10 +5,12 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
 95 % Wilson intervals.
 
 1. geometry: plan tokens / stage-B tokens at several lengths [<= 1/16], next to the paper's own ratio
-2. text adherence on n held-out prompts: colour [>= 95 %], shape [>= 90 %], motion [>= 90 %]
+2. text adherence on n held-out prompts: colour [>= 95 %], shape [>= 90 %], motion [>= 90 %]; the same scenes with
+   canonical captions (what the paraphrase templates cost), colour by kind of held-out scene, the commonest mistakes
 3. crispness: Frechet distance on probe features, generated vs real renders, next to real vs real [<= 2x floor];
    edge sharpness (strongest luma gradients) generated vs real [within 20 %]
-4. where misses come from: the VAE (PSNR on held-out 8 s clips [>= 30 dB]; the probe on reconstructions), the
+4. where misses come from: the VAE (PSNR on held-out 8 s clips [>= 30 dB]; the probe on reconstructions, also per
+   colour with the object's mean reconstructed RGB), the
    encoder (linear probes of attributes and positions on its features and on the compressed plan), stage B given
    real plans (plans encoded from held-out clips), stage A's plans (the full pipeline = row 2)
 5. reference transfer: keeps the reference's motion [>= 95 %], takes the prompt's colour [>= 90 %], frames with a
@@ -37,7 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from semanticgen_core.config import SemanticSpec, VideoSpec  # noqa: E402
 from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline, manifest  # noqa: E402
-from semanticgen_core.lab.world import COLORS, SHAPES, ShapesWorld, parse_caption, render, sample_scene  # noqa: E402
+from semanticgen_core.lab.world import (  # noqa: E402
+    COLORS,
+    HELDOUT_COMBOS,
+    SHAPES,
+    ShapesWorld,
+    caption,
+    parse_caption,
+    render,
+    sample_scene,
+)
 from semanticgen_core.pipeline import video_to_uint8  # noqa: E402
 from semanticgen_core.vae import frames_to_video  # noqa: E402
 
@@ -143,6 +154,45 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
     return out
 
 
+def colour_breakdown(scenes, videos, probe) -> dict:
+    """Colour hits by kind of held-out scene (a held-out colour-shape or colour-motion pair) and the commonest
+    (true, drawn) colour mistakes."""
+    preds = probe.predict_batch(videos)
+    kinds, mistakes = {"color_shape": [], "color_motion": []}, {}
+    for s, p in zip(scenes, preds):
+        kind = "color_shape" if (s.color, s.shape) in HELDOUT_COMBOS["color_shape"] else "color_motion"
+        kinds[kind].append(p["color"] == s.color)
+        if p["color"] != s.color:
+            mistakes[f"{s.color} -> {p['color']}"] = mistakes.get(f"{s.color} -> {p['color']}", 0) + 1
+    top = dict(sorted(mistakes.items(), key=lambda kv: -kv[1])[:4])
+    return {"by_kind": {k: rate(v) for k, v in kinds.items()}, "mistakes": top}
+
+
+def vae_per_colour(pipe, probe, n=8, seed=0) -> dict:
+    """Per colour: the probe on VAE reconstructions of n 2 s train-split scenes recoloured, and the object's mean RGB
+    in the reconstruction (pixels of the object's colour in the render)."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(seed + 4)
+    scenes, out, latents = [sample_scene(rng, "train") for _ in range(n)], {}, {}
+    for c, rgb in COLORS.items():
+        hits, means, zs = [], [], []
+        for s in scenes:
+            x = render(replace(s, color=c), 2.0, fps=FPS, num_frames=17)
+            with torch.no_grad():
+                zs.append(pipe.vae.encode(frames_to_video(x)))
+                rec = video_to_uint8(pipe.vae.decode(zs[-1]))[0]
+            hits.append(probe.predict(rec)["color"] == c)
+            means.append(rec[np.abs(x.astype(np.float32) - rgb).sum(-1) < 30].mean(0))
+        out[c] = {"probe": float(np.mean(hits)), "rgb": [round(float(v)) for v in np.mean(means, 0)]}
+        latents[c] = torch.cat(zs)
+    # how far apart the encoder puts two colours of the same scenes (normalised latents, all n scenes together)
+    names = list(COLORS)
+    out["latent_distance"] = {f"{a}-{b}": float((latents[a] - latents[b]).norm())
+                              for i, a in enumerate(names) for b in names[i + 1 :]}  # fmt: skip
+    return out
+
+
 def main(args):
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -163,6 +213,10 @@ def main(args):
     hits = attribute_hits(probe, videos, truths)
     r["adherence"] = {k: rate(hits[k]) for k in ATTRS}
     r["adherence"]["all"] = rate([all(hits[k][i] for k in ATTRS) for i in range(args.n)])
+    r["adherence"]["colour_breakdown"] = colour_breakdown(scenes, videos, probe)
+    canonical = [caption(s) for s in scenes]  # same scenes, seeds and truths: only the wording differs
+    hits_c = attribute_hits(probe, generate(pipe, canonical, seed=args.seed), truths)
+    r["adherence_canonical"] = {k: rate(hits_c[k]) for k in ATTRS}
 
     # 3. crispness against real renders of the same scenes, and the real-vs-real floor (other scenes, same split)
     real = [world[i]["frames"] for i in range(args.n)]
@@ -193,7 +247,8 @@ def main(args):
             recs.append(rec[-17:])
         h = attribute_hits(probe, recs, [{k: getattr(s, k) for k in ATTRS} for s in clips])
         recon_hits[name] = {k: rate(h[k]) for k in ATTRS}
-    r["vae"] = {"psnr_8s_mean": float(np.mean(psnrs)), "psnr_8s_min": float(np.min(psnrs)), "probe": recon_hits}
+    r["vae"] = {"psnr_8s_mean": float(np.mean(psnrs)), "psnr_8s_min": float(np.min(psnrs)), "probe": recon_hits,
+                "per_colour": vae_per_colour(pipe, probe, seed=args.seed)}  # fmt: skip
 
     # 4b. the encoder and the compressed plan: linear read-outs
     r["linear_probe"] = linear_probe_scores(pipe, seed=args.seed)
@@ -288,6 +343,12 @@ def print_table(r: dict) -> None:
         ("text adherence: shape", fmt(a["shape"]), ">= 90 %"),
         ("text adherence: motion", fmt(a["motion"]), ">= 90 %"),
         ("text adherence: all three", fmt(a["all"]), "-"),
+        ("the same scenes with canonical captions (colour / shape / motion)",
+         " / ".join(f"{r['adherence_canonical'][k]['rate']:.0%}" for k in ATTRS), "-"),
+        ("colour on held-out colour-shape / colour-motion pairs",
+         " / ".join(fmt(a["colour_breakdown"]["by_kind"][k]) for k in ("color_shape", "color_motion")), "-"),
+        ("commonest colour mistakes (true -> drawn: count)",
+         ", ".join(f"{k}: {v}" for k, v in a["colour_breakdown"]["mistakes"].items()) or "none", "-"),
         ("Frechet distance (probe features): generated vs real / real vs real",
          f"{fr['generated_vs_real']:.2f} / {fr['real_vs_real']:.2f} ({fr['generated_vs_real'] / fr['real_vs_real']:.1f}x)",
          "<= 2x"),
@@ -298,6 +359,12 @@ def print_table(r: dict) -> None:
          ">= 30 dB"),
         ("VAE ceiling: probe on reconstructions, 2 s (colour / shape / motion)",
          " / ".join(f"{v['probe']['2s'][k]['rate']:.0%}" for k in ATTRS), "-"),
+        ("VAE ceiling per colour: probe on reconstructions (object's mean RGB)",
+         ", ".join(f"{c} {v['per_colour'][c]['probe']:.0%} ({', '.join(map(str, v['per_colour'][c]['rgb']))})"
+                   for c in COLORS), "-"),
+        ("VAE latents: blue-purple distance / the nearest other pair / the farthest pair",
+         (lambda d: f"{d['blue-purple']:.0f} / {min(x for k, x in d.items() if k != 'blue-purple'):.0f} / "
+                    f"{max(d.values()):.0f}")(v["per_colour"]["latent_distance"]), "-"),
         ("VAE ceiling: the same, last 2 s of 8 s clips", " / ".join(f"{v['probe']['8s_tail'][k]['rate']:.0%}"
                                                                      for k in ATTRS), "-"),
         ("encoder features, linear read-out (colour / shape / motion; position RMSE)",

@@ -68,6 +68,11 @@ def test_embedded_build_rejects_a_bad_vae_schedule(tmp_path):
     args = embedded.parse_args(["--work", str(tmp_path), "--vae-steps", "800,1500"])
     with pytest.raises(SystemExit, match="5 increasing phase ends"):
         embedded.main(args)
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
+    args = embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "2400"])
+    with pytest.raises(SystemExit, match="2 increasing phase ends"):
+        embedded.main(args)
 
 
 def test_embedded_build_never_ships_and_ship_refuses_an_unfinished_build(tmp_path):
@@ -87,9 +92,14 @@ def test_embedded_build_records_commands_without_machine_paths(tmp_path):
 
     src = tmp_path / "given_vae.safetensors"
     src.write_bytes(b"not really a vae, only copied")
-    embedded.main(embedded.parse_args(["--work", str(tmp_path / "w"), "--only", "vae", "--vae", str(src)]))
+    (tmp_path / "w" / "decoder").mkdir(parents=True)  # an interrupted decoder run: its export without "done"
+    (tmp_path / "w" / "decoder" / "shapes_vae.safetensors").write_bytes(b"a checkpoint's export")
+    embedded.main(embedded.parse_args(["--work", str(tmp_path / "w"), "--only", "vae,decoder", "--vae", str(src),
+                                       "--decoder-steps", ""]))  # fmt: skip
     record = json.loads((tmp_path / "w" / "build.json").read_text())
     assert record["steps"]["vae"]["commands"][0][0] == "reused"
+    assert record["steps"]["decoder"]["commands"][0][0] == "copied"  # no fine-tune asked: the VAE as it is
+    assert (tmp_path / "w" / "decoder" / "shapes_vae.safetensors").read_bytes() == src.read_bytes()
     assert str(tmp_path) not in json.dumps(record)
 
 

@@ -81,3 +81,27 @@ def test_encoder_aux_heads_train_attributes_and_positions_from_tokens():
     assert "pos_rmse" in logs and "pos_rmse" not in logs_plain and full > plain  # the heads add their losses
     full.backward()
     assert enc.model.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_decoder_only_fine_tune_keeps_the_latent_space(tmp_path):
+    from semanticgen_core.vae import WanVAE, frames_to_video, load_vae
+
+    common = ["--clips", "4", "--frames", "5", "--batch-size", "1", "--warmup-steps", "1", "--log-every", "1",
+              "--ckpt-every", "2", "--seed", "0"]  # fmt: skip
+    torch.manual_seed(0)
+    init = tmp_path / "init.safetensors"
+    stats = dict(latents_mean=[0.1] * 16, latents_std=[0.5] * 16)
+    WanVAE.from_config(dict(pretrain.VAE_CONFIG, **stats)).save(init, dtype="fp16")
+    with pytest.raises(SystemExit, match="--init"):
+        pretrain.main(pretrain.parse_args(["vae", "--out", str(tmp_path / "b"), "--decoder-only", *common]))
+    pretrain.main(pretrain.parse_args(["vae", "--out", str(tmp_path / "b"), "--init", str(init), "--decoder-only",
+                                       "--max-steps", "2", "--lr", "1e-2", "--ema-decay", "0", *common]))  # fmt: skip
+    before, after = load_vae(init), load_vae(tmp_path / "b" / "shapes_vae.safetensors")
+    assert after.config == before.config  # the latent statistics included
+    a, b = before.model.state_dict(), after.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith(("decoder.", "post_quant_conv.")))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    video = frames_to_video(pretrain.WorldClips(1, seed=3, fps=8, num_frames=5)[0]["frames"].numpy())
+    with torch.no_grad():
+        assert torch.equal(before.encode(video), after.encode(video))
+        assert not torch.equal(before.decode(before.encode(video)), after.decode(after.encode(video)))

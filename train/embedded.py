@@ -4,9 +4,11 @@
     python train/embedded.py ship --work runs/embedded      # copy the exports into semanticgen_core/lab/weights/
                                                             # (fp16) with manifest.json: every command and time
 
-Steps (each skipped when its output exists, so an interrupted build resumes; `--force` redoes all; `--only a,b`
-runs just those, e.g. `--only vae` and `--only encoder,videos` in two shells to use two single-threaded cores):
+Steps (each skipped once its WORK/<step>/done or output file exists, so an interrupted build resumes; `--force`
+redoes all; `--only a,b` runs just those, e.g. `--only vae` and `--only encoder,videos` in two shells to use two
+single-threaded cores):
   1. vae       train/pretrain.py vae: Wan-architecture VAE on world clips (64x64, 8 fps) (`--vae FILE` reuses one)
+     decoder   train/pretrain.py vae --init --decoder-only: its decoder fine-tuned, latents unchanged (shipped VAE)
   2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + attribute and
                grounding heads (4 fps)
   3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
@@ -50,6 +52,10 @@ TEXT_MAX_LENGTH = 32  # MiniLM tokens; training pads cached captions to the same
 # frames, and a VAE trained on shorter clips drifts once it is full (colour error x4 past frame 24).
 VAE_PHASES = ((5, 8, 1e-3, 0, False), (9, 4, 1e-3, 0, False), (17, 2, 1e-3, 0, False), (17, 2, 5e-4, 10, True),
               (65, 1, 3e-4, 10, True))  # fmt: skip
+# Decoder fine-tune (latent space kept): (frames, batch, lr, LR decay over the phase). The VAE maps blue and purple
+# to nearby latents and its decoder drew both as their mix (probe: 0 of 8 blue reconstructions blue); decoding the
+# posterior mode without the KL noise lets the decoder pull them apart.
+DECODER_PHASES = ((17, 2, 3e-4, False), (65, 1, 1e-4, True))
 WINDOW = 8  # latent frames per attention window of long videos (manifest "window": the CLI's and nodes' default)
 SAMPLER = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # default sampling of the shipped model
 
@@ -125,10 +131,42 @@ def build(args) -> None:
         return commands
 
     b.step("vae", work / "vae" / "done", train_vae)
-    b.step("encoder", enc, lambda: [run(pretrain, [
-        "encoder", "--out", work / "encoder", "--max-steps", args.encoder_steps, "--batch-size", 32, "--lr", 1e-3,
-        "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3, "--ckpt-every", 300, "--aux-weight",
-        args.aux_weight, "--resume", *common])])  # fmt: skip
+    decoder = work / "decoder" / "shapes_vae.safetensors"
+
+    def tune_decoder():  # the decoder alone, on the frozen encoder's latents: the latent space (and cache) is kept;
+        # 2 s clips (fast), then 65-frame clips (as the VAE's last phase: long clips must not drift); see DECODER_PHASES
+        if not args.decoder_steps:
+            decoder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(vae, decoder)
+            (work / "decoder" / "done").write_text("ok")
+            return [["copied", "$WORK/vae/shapes_vae.safetensors", "(--decoder-steps '')"]]
+        ends = [int(v) for v in args.decoder_steps.split(",")]
+        if len(ends) != len(DECODER_PHASES) or ends != sorted(ends):
+            raise SystemExit(
+                f"--decoder-steps: {len(DECODER_PHASES)} increasing phase ends, got {args.decoder_steps!r}"
+            )
+        begin, commands = 0, []
+        for end, (frames, batch, lr, decay) in zip(ends, DECODER_PHASES):
+            commands.append(run(pretrain, ["vae", "--init", vae, "--decoder-only", "--out", work / "decoder",
+                                           "--max-steps", end, "--frames", frames, "--batch-size", batch, "--lr", lr,
+                                           "--warmup-steps", 50, "--object-weight", 10, "--ckpt-every", 300,
+                                           "--resume", *(["--decay-steps", end - begin] if decay else []),
+                                           *common]))  # fmt: skip
+            begin = end
+        (work / "decoder" / "done").write_text("ok")
+        return commands
+
+    # a step is done when its "done" file exists, not its export: the loop writes the export at every checkpoint
+    b.step("decoder", work / "decoder" / "done", tune_decoder)
+
+    def train_encoder():
+        cmd = run(pretrain, ["encoder", "--out", work / "encoder", "--max-steps", args.encoder_steps, "--batch-size",
+                             32, "--lr", 1e-3, "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3,
+                             "--ckpt-every", 300, "--aux-weight", args.aux_weight, "--resume", *common])  # fmt: skip
+        (work / "encoder" / "done").write_text("ok")
+        return [cmd]
+
+    b.step("encoder", work / "encoder" / "done", train_encoder)
 
     videos = work / "videos"
 
@@ -181,12 +219,16 @@ def build(args) -> None:
         return commands
 
     b.step("stage1", work / "stage1" / "done", train_stage1)
-    s2 = work / "stage2" / "stage2_semantic_generator.safetensors"
-    b.step("stage2", s2, lambda: [run(stage2, [
-        "--data", cache, "--out", work / "stage2", "--stage1", s1, "--config", work / "sem_config.json",
-        "--max-steps", args.stage2_steps, "--batch-size", 32, "--lr", 1e-3, "--warmup-steps", 100,
-        "--decay-steps", args.stage2_steps // 3, "--ckpt-every", 500, "--export-dtype", "fp16", "--resume",
-        *common])])  # fmt: skip
+
+    def train_stage2():
+        cmd = run(stage2, ["--data", cache, "--out", work / "stage2", "--stage1", s1, "--config",
+                           work / "sem_config.json", "--max-steps", args.stage2_steps, "--batch-size", 32, "--lr", 1e-3,
+                           "--warmup-steps", 100, "--decay-steps", args.stage2_steps // 3, "--ckpt-every", 500,
+                           "--export-dtype", "fp16", "--resume", *common])  # fmt: skip
+        (work / "stage2" / "done").write_text("ok")
+        return [cmd]
+
+    b.step("stage2", work / "stage2" / "done", train_stage2)
 
     probe = work / "shapes_probe.safetensors"
 
@@ -208,7 +250,7 @@ def ship(args) -> None:
     """Copy a finished build's exports into semanticgen_core/lab/weights/ with a manifest of how they were made."""
     work = Path(args.work).resolve()
     record = json.loads((work / "build.json").read_text())
-    files = {"vae": work / "vae" / "shapes_vae.safetensors", "encoder": work / "encoder" / "shapes_encoder.safetensors",
+    files = {"vae": work / "decoder" / "shapes_vae.safetensors", "encoder": work / "encoder" / "shapes_encoder.safetensors",
              "stage1": work / "stage1" / "stage1_bundle.safetensors",
              "stage2": work / "stage2" / "stage2_semantic_generator.safetensors",
              "probe": work / "shapes_probe.safetensors"}  # fmt: skip
@@ -228,7 +270,7 @@ def ship(args) -> None:
     print(f"[embedded] shipped {work} to {dest}", flush=True)
 
 
-STEPS = ("vae", "encoder", "videos", "prepare", "stage1", "stage2", "probe")
+STEPS = ("vae", "decoder", "encoder", "videos", "prepare", "stage1", "stage2", "probe")
 
 
 def main(args) -> None:
@@ -254,9 +296,14 @@ def parse_args(argv=None):
         "--vae-steps", default="800,1500,2100,3300,3900", help="VAE: the step each phase of VAE_PHASES trains to"
     )
     p.add_argument("--vae-base-dim", type=int, default=8, help="VAE channel width (AutoencoderKLWan base_dim)")
+    p.add_argument(
+        "--decoder-steps",
+        default="4000,4200",
+        help="decoder fine-tune on the frozen encoder's latents: phase ends (DECODER_PHASES); '': none",
+    )
     p.add_argument("--encoder-steps", type=int, default=1500, help="encoder contrastive steps (batch 32)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="encoder: weight of the attribute/grounding heads")
-    p.add_argument("--clips", type=int, default=2000, help="2 s training clips written and cached")
+    p.add_argument("--clips", type=int, default=4000, help="2 s training clips written and cached")
     p.add_argument("--long-clips", type=int, default=160, help="8 s training clips written and cached")
     p.add_argument(
         "--segment-clips", type=int, default=320, help="8 s clips with a caption per 2-4 s segment (prompt schedules)"
@@ -265,7 +312,7 @@ def parse_args(argv=None):
         "--stage1-steps", type=int, default=8000, help="stage-1 steps (batch 16; LR decays over the last third)"
     )
     p.add_argument(
-        "--stage1-window-steps", type=int, default=1000, help="stage-1 steps in the sampling windows, after the rest"
+        "--stage1-window-steps", type=int, default=11000, help="stage-1 steps in the sampling windows, after the rest"
     )
     p.add_argument(
         "--stage2-steps", type=int, default=6000, help="stage-2 steps (batch 32; LR decays over the last third)"

@@ -2,6 +2,8 @@
 
 - `vae`: a Wan-architecture VAE (diffusers `AutoencoderKLWan`, small config) trained to reconstruct world clips;
   the export stores per-channel latent statistics as `latents_mean` / `latents_std`, as Wan2.1 does.
+  `--init VAE --decoder-only` fine-tunes the decoder of a trained VAE on its encoder's latents (posterior mode, as
+  prepare.py caches them): the latent space, and so every model trained on it, stays valid.
 - `encoder`: a Qwen2.5-VL-architecture vision tower (small config) trained with a video-text contrastive objective
   against a frozen sentence encoder (all-MiniLM-L6-v2). Vision-language alignment is what gives the real Qwen tower
   its semantics (paper Sec. 3.2), so the toy encoder earns its name the same way.
@@ -94,20 +96,30 @@ class VAEObjective(nn.Module):
 
     object_weight > 0 weighs the object's pixels (batch["mask"]) 1 + object_weight times: the shape covers a few
     percent of a frame, so a plain mean spends the capacity on backgrounds and lets the object's colour drift.
+    decoder_only: the encoder side is frozen and the decoder reads the posterior mode (what prepare.py caches and
+    stage 1 learns to generate), so latents that are close but distinct (e.g. two hues) can decode apart.
     """
 
-    def __init__(self, vae, kl_weight: float = 1e-4, object_weight: float = 0.0):
+    def __init__(self, vae, kl_weight: float = 1e-4, object_weight: float = 0.0, decoder_only: bool = False):
         super().__init__()
-        self.vae, self.kl_weight, self.object_weight = vae, kl_weight, object_weight
+        self.vae, self.kl_weight, self.object_weight, self.decoder_only = vae, kl_weight, object_weight, decoder_only
+        if decoder_only:
+            vae.encoder.requires_grad_(False)
+            vae.quant_conv.requires_grad_(False)
 
     def forward(self, batch: dict, generator: torch.Generator):
         x = batch["frames"].permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # [B, 3, F, H, W]
-        post = self.vae.encode(x).latent_dist
-        z = post.mean + post.std * flow.randn(post.mean.shape, generator, x.device, x.dtype)
+        if self.decoder_only:
+            with torch.no_grad():
+                z = self.vae.encode(x).latent_dist.mode()
+            kl = torch.zeros((), device=x.device)
+        else:
+            post = self.vae.encode(x).latent_dist
+            z = post.mean + post.std * flow.randn(post.mean.shape, generator, x.device, x.dtype)
+            kl = post.kl().mean() / post.mean[0].numel()  # per latent element
         rec = self.vae.decode(z).sample
         err = rec - x
         l1, l2 = err.abs().mean(), err.pow(2).mean()
-        kl = post.kl().mean() / post.mean[0].numel()  # per latent element
         logs = {"l1": l1.detach(), "kl": kl.detach()}
         if self.object_weight > 0:
             mask = batch["mask"][:, None].to(x.dtype)  # [B, 1, F, H, W]
@@ -174,13 +186,18 @@ class ContrastiveObjective(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def export_vae(state: dict, path: Path, step: int, stats_clips: int = 64, base_dim: int = 8) -> None:
-    """Save the EMA VAE with Wan-style per-channel latent statistics measured on world clips."""
+def export_vae(state: dict, path: Path, step: int, stats_clips: int = 64, base_dim: int = 8,
+               init_config: dict | None = None) -> None:  # fmt: skip
+    """Save the EMA VAE with Wan-style per-channel latent statistics measured on world clips; a decoder-only
+    fine-tune passes `init_config` (the initial VAE's config): its encoder, so its statistics, are kept as they are."""
     from semanticgen_core.vae import WanVAE
 
-    config = dict(VAE_CONFIG, base_dim=base_dim)
+    config = init_config or dict(VAE_CONFIG, base_dim=base_dim)
     vae = WanVAE.from_config(config)
     vae.model.load_state_dict({k[len("vae.") :]: v for k, v in state.items() if k.startswith("vae.")})
+    if init_config is not None:
+        vae.save(path, dtype="fp16")
+        return
     clips = WorldClips(stats_clips, seed=12345, fps=8, num_frames=17)
     video = torch.stack([clips[i]["frames"] for i in range(stats_clips)]).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     with torch.no_grad():
@@ -206,12 +223,19 @@ def main(args) -> dict:
     cfg = from_args(TrainConfig, args)
     torch.manual_seed(cfg.seed)
     if args.part == "vae":
-        from semanticgen_core.vae import WanVAE
+        from semanticgen_core.vae import WanVAE, load_vae
 
-        config = dict(VAE_CONFIG, base_dim=args.base_dim)
-        model = VAEObjective(WanVAE.from_config(config).model, args.kl_weight, args.object_weight)
+        if args.decoder_only and not args.init:
+            raise SystemExit("--decoder-only fine-tunes a trained VAE's decoder: give that VAE with --init FILE")
+        if args.init:  # start from a trained VAE (its own config: --base-dim is not used)
+            vae = load_vae(args.init)
+            vae.model.requires_grad_(True)
+        else:
+            vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim))
+        model = VAEObjective(vae.model, args.kl_weight, args.object_weight, args.decoder_only)
         data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
-        export = functools.partial(export_vae, base_dim=args.base_dim)
+        init_config = vae.config if args.decoder_only else None
+        export = functools.partial(export_vae, base_dim=args.base_dim, init_config=init_config)
         task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export, settings=vars(args), dataset=data)
     else:
         from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
@@ -241,6 +265,8 @@ def parse_args(argv=None):
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
     p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
+    p.add_argument("--init", default=None, help="VAE: start from this trained VAE (.safetensors) instead of random")
+    p.add_argument("--decoder-only", action="store_true", help="VAE: train only the decoder of --init (latents kept)")
     p.add_argument("--aux-weight", type=float, default=0.0, help="encoder: weight of the attribute and grounding heads")
     add_dataclass_args(p, TrainConfig)
     args = p.parse_args(argv)

@@ -93,6 +93,12 @@ TRAIN_TEMPLATES = (
     "video of a {color} {shape} {participle}",
     "a single {color} {shape} {participle}",
     "there is a {color} {shape} that {finite}",
+    "a {color} {shape} is {participle}",
+    "here a {color} {shape} {finite}",
+    "this shows the {color} {shape} {participle}",
+    "{color} {shape} {participle}",
+    "a {shape} that is {color} {finite}",
+    "the {shape} is {color} and {finite}",
 )
 HELDOUT_TEMPLATES = (
     "we see a {color} {shape} {participle}",
