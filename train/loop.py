@@ -324,6 +324,7 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
         atomic_write_text(run / "replicas.json", json.dumps({"step": ts["step"], "sha256": hashes}))
         if len(set(hashes)) > 1:
             raise RuntimeError(f"processes ended with different weights: {hashes}")
+    accelerator.wait_for_everyone()  # no rank leaves (closing its gloo connections) while another still works
     accelerator.end_training()
     return {"step": ts["step"], "export": export_path, "state": latest_state(run), "stopped_by": stop.signal}
 
