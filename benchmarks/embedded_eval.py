@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -158,14 +159,12 @@ def colour_breakdown(scenes, videos, probe) -> dict:
     """Colour hits by kind of held-out scene (a held-out colour-shape or colour-motion pair) and the commonest
     (true, drawn) colour mistakes."""
     preds = probe.predict_batch(videos)
-    kinds, mistakes = {"color_shape": [], "color_motion": []}, {}
+    kinds = {"color_shape": [], "color_motion": []}
     for s, p in zip(scenes, preds):
         kind = "color_shape" if (s.color, s.shape) in HELDOUT_COMBOS["color_shape"] else "color_motion"
         kinds[kind].append(p["color"] == s.color)
-        if p["color"] != s.color:
-            mistakes[f"{s.color} -> {p['color']}"] = mistakes.get(f"{s.color} -> {p['color']}", 0) + 1
-    top = dict(sorted(mistakes.items(), key=lambda kv: -kv[1])[:4])
-    return {"by_kind": {k: rate(v) for k, v in kinds.items()}, "mistakes": top}
+    mistakes = Counter(f"{s.color} -> {p['color']}" for s, p in zip(scenes, preds) if p["color"] != s.color)
+    return {"by_kind": {k: rate(v) for k, v in kinds.items()}, "mistakes": dict(mistakes.most_common(4))}
 
 
 def vae_per_colour(pipe, probe, n=8, seed=0) -> dict:

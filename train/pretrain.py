@@ -186,16 +186,16 @@ class ContrastiveObjective(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def export_vae(state: dict, path: Path, step: int, stats_clips: int = 64, base_dim: int = 8,
-               init_config: dict | None = None) -> None:  # fmt: skip
-    """Save the EMA VAE with Wan-style per-channel latent statistics measured on world clips; a decoder-only
-    fine-tune passes `init_config` (the initial VAE's config): its encoder, so its statistics, are kept as they are."""
+def export_vae(
+    state: dict, path: Path, step: int, config: dict, keep_stats: bool = False, stats_clips: int = 64
+) -> None:
+    """Save the EMA VAE (architecture `config`) with Wan-style per-channel latent statistics measured on world clips;
+    a decoder-only fine-tune keeps the config's own (`keep_stats`): its encoder, so its latent space, is unchanged."""
     from semanticgen_core.vae import WanVAE
 
-    config = init_config or dict(VAE_CONFIG, base_dim=base_dim)
     vae = WanVAE.from_config(config)
     vae.model.load_state_dict({k[len("vae.") :]: v for k, v in state.items() if k.startswith("vae.")})
-    if init_config is not None:
+    if keep_stats:
         vae.save(path, dtype="fp16")
         return
     clips = WorldClips(stats_clips, seed=12345, fps=8, num_frames=17)
@@ -234,8 +234,7 @@ def main(args) -> dict:
             vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim))
         model = VAEObjective(vae.model, args.kl_weight, args.object_weight, args.decoder_only)
         data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
-        init_config = vae.config if args.decoder_only else None
-        export = functools.partial(export_vae, base_dim=args.base_dim, init_config=init_config)
+        export = functools.partial(export_vae, config=vae.config, keep_stats=args.decoder_only)
         task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export, settings=vars(args), dataset=data)
     else:
         from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
