@@ -110,8 +110,7 @@ def text_encoder(max_length: int):
 def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> SemanticGenModel:
     """A SemanticGenModel from dropdown names (the embedded model or files in models/semanticgen/), with the
     LoRAs, offloading, compilation and attention backend of `runtime` (a RuntimeConfig) applied."""
-    from ..semanticgen_core.config import SamplerConfig
-    from ..semanticgen_core.lab.embedded import embedded_path, manifest
+    from ..semanticgen_core.lab.embedded import embedded_path, manifest, samplers
     from ..semanticgen_core.models import build_pipeline
     from ..semanticgen_core.vae import latent_space_stats
 
@@ -120,8 +119,11 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> Se
 
     s2 = None if stage2 == NO_STAGE2 else path(stage2, "stage2")
     embedded = stage1 == EMBEDDED_MODEL
-    sampler, noise = (SamplerConfig(**manifest()["sampler"]), manifest()["plan_noise"]) if embedded else (None, 0.1)
-    pipe = build_pipeline(path(stage1, "stage1"), s2, None, None, None, sampler, noise, cc.offload_device(), dtype)
+    (sampler, plan_sampler), noise = (
+        (samplers(manifest()), manifest()["plan_noise"]) if embedded else ((None,) * 2, 0.1)
+    )
+    pipe = build_pipeline(path(stage1, "stage1"), s2, None, None, None, sampler, noise, cc.offload_device(), dtype,
+                          plan_sampler=plan_sampler)  # fmt: skip
     if runtime is not None:
         from ..semanticgen_core.runtime import configure_pipeline
 

@@ -15,7 +15,7 @@ from ..semanticgen_core.plan_io import check_plan, load_plan, save_plan
 from ..semanticgen_core.schedule import parse_schedule
 from . import comfy_compat as cc
 from .convert import StepProgress, make_conditioning, plan_from_core, plan_to_core, schedule_conditioning
-from .sampling import CFG, MODEL, NEGATIVE, PLAN, POSITIVE, SEED, SHIFT, STEPS, number, text_pair
+from .sampling import MODEL, NEGATIVE, PLAN, PLAN_CFG, POSITIVE, SEED, SHIFT, STEPS, number, text_pair
 
 SECONDS_AT = number("FLOAT", 0.0, 0.0, 600.0, "Time in the plan, seconds.", step=0.25)
 CROSSFADE = number("INT", 1, 0, 64, "Semantic frames mixed across the cut (0: a hard cut).")
@@ -235,7 +235,7 @@ class RegeneratePlanRange:
     @classmethod
     def INPUT_TYPES(cls):
         required = {"model": MODEL, "plan": PLAN, "positive": POSITIVE, "negative": NEGATIVE}
-        required.update(start=SECONDS_AT, end=SECONDS_AT, steps=STEPS, cfg=CFG, shift=SHIFT, seed=SEED)
+        required.update(start=SECONDS_AT, end=SECONDS_AT, steps=STEPS, cfg=PLAN_CFG, shift=SHIFT, seed=SEED)
         return {"required": required}
 
     def regenerate(self, model, plan, positive, negative, start, end, steps, cfg, shift, seed):

@@ -70,6 +70,16 @@ STEPS = number("INT", 20, 1, 1000, "Euler sampling steps.")
 CFG = number(
     "FLOAT", 4.0, 1.0, 30.0, "Classifier-free guidance scale (1 = no guidance, half the compute).", step=0.1, round=0.01
 )
+PLAN_CFG = number(
+    "FLOAT",
+    1.0,
+    1.0,
+    30.0,
+    "Stage A's classifier-free guidance scale (1 = no guidance, half the compute). The embedded model's plans are "
+    "best unguided: guided plans overshoot what stage B learned to read (held-out colour 76 % at 4, 81 % at 1).",
+    step=0.1,
+    round=0.01,
+)
 SHIFT = number(
     "FLOAT",
     2.0,
@@ -251,7 +261,7 @@ class GenerateSemanticPlan:
                 "width": WIDTH,
                 "height": HEIGHT,
                 "steps": STEPS,
-                "cfg": CFG,
+                "cfg": PLAN_CFG,
                 "shift": SHIFT,
                 "seed": SEED,
             }

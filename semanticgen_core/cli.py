@@ -38,8 +38,9 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
             checks.size(args.height or 16, args.width or 16, ("--height", "--width"))
         if args.steps is not None:
             checks.number("--steps", args.steps, 1, checks.MAX_STEPS, integer=True)
-        if args.cfg is not None:
-            checks.number("--cfg", args.cfg, *checks.CFG_RANGE)
+        for flag, value in (("--cfg", args.cfg), ("--plan-cfg", args.plan_cfg)):
+            if value is not None:
+                checks.number(flag, value, *checks.CFG_RANGE)
         if args.shift is not None:
             checks.number("--shift", args.shift, *checks.SHIFT_RANGE)
         if args.plan_noise is not None:
@@ -138,10 +139,13 @@ def generate(args) -> Path:
     configure_pipeline(pipe, runtime_config(args), args.device)  # LoRA, offloading, compile, attention
     cfg = pipe.config
     height, width = args.height or info["height"], args.width or info["width"]
-    sampler = SamplerConfig(
-        steps=args.steps or cfg.lat_sampler.steps,
-        cfg=cfg.lat_sampler.cfg if args.cfg is None else args.cfg,
-        shift=cfg.lat_sampler.shift if args.shift is None else args.shift,
+    sampler, plan_sampler = (  # stage B's, stage A's: each the model's default unless a flag sets it
+        SamplerConfig(
+            steps=args.steps or s.steps,
+            cfg=s.cfg if cfg_flag is None else cfg_flag,
+            shift=s.shift if args.shift is None else args.shift,
+        )
+        for s, cfg_flag in ((cfg.lat_sampler, args.cfg), (cfg.sem_sampler, args.plan_cfg))
     )
     generator = checks.generator(args.seed, "--seed")
     ctx, uncond, starts = pipe.encode_schedule(args.schedule, args.negative_prompt)  # ctx [1, G, S, D]
@@ -166,7 +170,7 @@ def generate(args) -> Path:
         plan_steps = 0
     else:
         seconds = args.seconds or 2.0
-        z_sem, plan_steps = None, sampler.steps
+        z_sem, plan_steps = None, plan_sampler.steps
     check_schedule(args.schedule, seconds, "--prompt")
     latent_shape = cfg.video.latent_shape(seconds, height, width)
     window = args.window or (info.get("window") if latent_shape[1] > (info.get("window") or math.inf) else None)
@@ -175,7 +179,7 @@ def generate(args) -> Path:
     callback = lambda _info: bar.update(1)  # noqa: E731
     if z_sem is None:
         grid = pipe.plan_grid(seconds, height, width)
-        z_sem = pipe.generate_plan(ctx, uncond, grid, sampler, generator, callback, starts)
+        z_sem = pipe.generate_plan(ctx, uncond, grid, plan_sampler, generator, callback, starts)
     if args.save_plan:
         source = "file" if args.plan else "reference" if args.reference else "generated"
         save_plan(args.save_plan, SemanticPlan(z_sem, cfg.semantic, cfg.video, seconds, height, width, source,
@@ -214,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--height", type=int, default=None, help="pixels, multiple of 16 (default: the model's)")
     g.add_argument("--width", type=int, default=None, help="pixels, multiple of 16 (default: the model's)")
     g.add_argument("--steps", type=int, default=None, help="Euler steps per stage (default: the model's)")
-    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
+    g.add_argument("--cfg", type=float, default=None, help="stage B's guidance scale (default: the model's)")
+    g.add_argument(
+        "--plan-cfg", type=float, default=None,
+        help="stage A's guidance scale (default: the model's; the embedded model's plans are best unguided, 1)",
+    )  # fmt: skip
     g.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's)")
     g.add_argument("--plan-noise", type=float, default=None, help="noise added to the plan before stage B")
     g.add_argument("--window", type=int, default=None, help="stage-B window in latent frames (default: auto)")

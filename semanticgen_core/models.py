@@ -144,8 +144,11 @@ def build_pipeline(
     plan_noise: float = 0.1,
     device="cpu",
     dtype=torch.float32,
+    plan_sampler: SamplerConfig | None = None,
 ) -> SemanticGenPipeline:
-    """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together)."""
+    """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together).
+
+    sampler: default sampling of stage B, and of stage A unless `plan_sampler` gives stage A its own."""
     s1 = load_stage1(stage1, device, dtype)
     s2 = load_stage2(stage2, s1, device, dtype) if stage2 is not None else None
     if semantic_encoder is not None and semantic_encoder.kind != s1.semantic.kind:
@@ -154,7 +157,8 @@ def build_pipeline(
         )
     sampler = sampler or SamplerConfig()
     config = PipelineConfig(
-        video=s1.video, semantic=s1.semantic, sem_sampler=sampler, lat_sampler=sampler, plan_noise=plan_noise
-    )
+        video=s1.video, semantic=s1.semantic, sem_sampler=plan_sampler or sampler, lat_sampler=sampler,
+        plan_noise=plan_noise,
+    )  # fmt: skip
     sem_gen = s2.sem_generator if s2 is not None else None
     return SemanticGenPipeline(sem_gen, s1.lat_generator, s1.compressor, vae, text_encoder, semantic_encoder, config)

@@ -27,6 +27,7 @@ from semanticgen_core.video_io import read_video
         (["--steps", "0"], "--steps=0: must be an integer in [1, 10000]"),
         (["--cfg", "nan"], "--cfg=nan: must be a finite number in [0, 100]"),
         (["--cfg", "inf"], "--cfg=inf"),
+        (["--plan-cfg", "nan"], "--plan-cfg=nan: must be a finite number in [0, 100]"),
         (["--shift", "0"], "--shift=0.0: must be a finite number in [0.01, 100]"),
         (["--shift", "nan"], "--shift=nan"),
         (["--plan-noise", "-1"], "--plan-noise=-1.0: must be a finite number in [0, 10]"),
@@ -115,6 +116,29 @@ def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):
           str(again), "--quiet"])  # fmt: skip
     assert again.read_bytes() == out.read_bytes()  # same seed, same file (the encoder is deterministic too)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_each_stage_samples_with_its_own_guidance(tmp_path, monkeypatch):
+    from semanticgen_core.lab.embedded import samplers
+    from semanticgen_core.pipeline import SemanticGenPipeline
+
+    seen = {}
+    for name in ("generate_plan", "generate_latents"):
+        original = getattr(SemanticGenPipeline, name)
+
+        def spy(self, *args, _name=name, _original=original):
+            seen[_name] = next(a for a in args if hasattr(a, "cfg")).cfg
+            return _original(self, *args)
+
+        monkeypatch.setattr(SemanticGenPipeline, name, spy)
+    argv = ["generate", "--prompt", "a red circle", "--seconds", "0.5", "--steps", "1", "--quiet"]
+    main([*argv, "--out", str(tmp_path / "a.mp4")])
+    lat, plan = samplers(manifest())  # the manifest's own: stage A unguided (plan_sampler), stage B guided
+    assert seen == {"generate_plan": plan.cfg, "generate_latents": lat.cfg} and plan.cfg != lat.cfg
+    main([*argv, "--out", str(tmp_path / "b.mp4"), "--plan-cfg", "2.5", "--cfg", "3"])
+    assert seen == {"generate_plan": 2.5, "generate_latents": 3.0}
+    old = {"sampler": {"steps": 5, "cfg": 4.0, "shift": 2.0}}  # a manifest before plan_sampler: both stages alike
+    assert samplers(old)[0] == samplers(old)[1]
 
 
 def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):

@@ -105,3 +105,30 @@ def test_decoder_only_fine_tune_keeps_the_latent_space(tmp_path):
     with torch.no_grad():
         assert torch.equal(before.encode(video), after.encode(video))
         assert not torch.equal(before.decode(before.encode(video)), after.decode(after.encode(video)))
+
+
+def test_a_wider_decoder_trains_on_the_same_latents(tmp_path):
+    from semanticgen_core.vae import WanVAE, frames_to_video, load_vae
+
+    common = ["--clips", "4", "--frames", "5", "--batch-size", "1", "--warmup-steps", "1", "--log-every", "1",
+              "--ckpt-every", "2", "--seed", "0", "--max-steps", "1"]  # fmt: skip
+    torch.manual_seed(0)
+    init = tmp_path / "init.safetensors"
+    WanVAE.from_config(dict(pretrain.VAE_CONFIG, latents_mean=[0.1] * 16, latents_std=[0.5] * 16)).save(
+        init, dtype="fp16"
+    )
+    with pytest.raises(SystemExit, match="--decoder-only"):
+        pretrain.main(pretrain.parse_args(["vae", "--out", str(tmp_path / "a"), "--init", str(init),
+                                           "--decoder-base-dim", "12", *common]))  # fmt: skip
+    pretrain.main(pretrain.parse_args(["vae", "--out", str(tmp_path / "b"), "--init", str(init), "--decoder-only",
+                                       "--decoder-base-dim", "12", *common]))  # fmt: skip
+    before, after = load_vae(init), load_vae(tmp_path / "b" / "shapes_vae.safetensors")
+    assert after.config["decoder_base_dim"] == 12 and before.config.get("decoder_base_dim") is None
+    assert after.config["latents_mean"] == before.config["latents_mean"]
+    a, b = before.model.state_dict(), after.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith(("decoder.", "post_quant_conv.")))
+    assert b["decoder.conv_in.weight"].shape[0] > a["decoder.conv_in.weight"].shape[0]  # the decoder is wider
+    video = frames_to_video(pretrain.WorldClips(1, seed=3, fps=8, num_frames=5)[0]["frames"].numpy())
+    with torch.no_grad():
+        assert torch.equal(before.encode(video), after.encode(video))
+        assert after.decode(after.encode(video)).shape == video.shape

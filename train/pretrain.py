@@ -186,6 +186,20 @@ class ContrastiveObjective(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def widen_decoder(vae, decoder_base_dim: int):
+    """A VAE with `vae`'s encoder side (encoder, quant_conv, latent statistics: the same latents) and a new, randomly
+    initialised decoder of width decoder_base_dim (AutoencoderKLWan's decoder_base_dim); post_quant_conv starts as
+    the old one's (the decoder-only fine-tune trains it with the decoder)."""
+    from semanticgen_core.vae import WanVAE
+
+    out = WanVAE.from_config(dict(vae.config, decoder_base_dim=decoder_base_dim))
+    kept = {k: v for k, v in vae.model.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = out.model.load_state_dict(kept, strict=False)
+    if unexpected or any(not k.startswith("decoder.") for k in missing):
+        raise RuntimeError(f"widen_decoder: encoder-side weights did not fit ({unexpected or missing})")
+    return out
+
+
 def export_vae(
     state: dict, path: Path, step: int, config: dict, keep_stats: bool = False, stats_clips: int = 64
 ) -> None:
@@ -227,8 +241,13 @@ def main(args) -> dict:
 
         if args.decoder_only and not args.init:
             raise SystemExit("--decoder-only fine-tunes a trained VAE's decoder: give that VAE with --init FILE")
+        if args.decoder_base_dim and not args.decoder_only:
+            raise SystemExit("--decoder-base-dim gives a new, wider decoder to a trained VAE: use it with --init FILE "
+                             "--decoder-only (the encoder, so the latent space, is kept)")  # fmt: skip
         if args.init:  # start from a trained VAE (its own config: --base-dim is not used)
             vae = load_vae(args.init)
+            if args.decoder_base_dim:
+                vae = widen_decoder(vae, args.decoder_base_dim)
             vae.model.requires_grad_(True)
         else:
             vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim))
@@ -266,6 +285,10 @@ def parse_args(argv=None):
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
     p.add_argument("--init", default=None, help="VAE: start from this trained VAE (.safetensors) instead of random")
     p.add_argument("--decoder-only", action="store_true", help="VAE: train only the decoder of --init (latents kept)")
+    p.add_argument(
+        "--decoder-base-dim", type=int, default=0,
+        help="VAE with --init --decoder-only: train a new decoder of this width instead (0: fine-tune --init's own)",
+    )  # fmt: skip
     p.add_argument("--aux-weight", type=float, default=0.0, help="encoder: weight of the attribute and grounding heads")
     add_dataclass_args(p, TrainConfig)
     args = p.parse_args(argv)
