@@ -88,6 +88,21 @@ def test_embedded_build_never_ships_and_ship_refuses_an_unfinished_build(tmp_pat
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == before  # shipped weights untouched
 
 
+def test_an_interrupted_training_run_ends_the_build_without_marking_the_step_done(tmp_path, monkeypatch):
+    from train import embedded
+
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
+    calls = []
+    monkeypatch.setattr(embedded.pretrain, "parse_args", lambda argv: argv)
+    monkeypatch.setattr(embedded.pretrain, "main", lambda argv: calls.append(argv) or {"stopped_by": "SIGTERM",
+                                                                                        "step": 7})  # fmt: skip
+    with pytest.raises(SystemExit) as err:
+        embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "10,20"]))
+    assert err.value.code == 143 and len(calls) == 1  # the second phase never started on the unfinished first
+    assert not (tmp_path / "decoder" / "done").exists() and not (tmp_path / "build.json").exists()
+
+
 def test_embedded_build_records_commands_without_machine_paths(tmp_path):
     from train import embedded
 

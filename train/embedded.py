@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # `python train/embedded.py`: make the repository
 from semanticgen_core.config import DiTConfig  # noqa: E402
 from semanticgen_core.lab.embedded import PARTS, WEIGHTS_DIR  # noqa: E402
 from train import prepare, pretrain, stage1, stage2  # noqa: E402
+from train.loop import exit_status  # noqa: E402
 from train.pretrain import ENCODER_FPS  # noqa: E402
 from train.utils import atomic_write_text  # noqa: E402
 
@@ -104,9 +105,18 @@ class Build:
 
 
 def run(module, argv: list) -> list:
-    """Run a training script's main in-process; return its command line for the build record."""
-    module.main(module.parse_args([str(a) for a in argv]))
-    return ["python", f"train/{module.__name__.split('.')[-1]}.py", *argv]
+    """Run a training script's main in-process; return its command line for the build record.
+
+    A run stopped by SIGINT / SIGTERM (the loop saves a state and returns) ends the build with 130 / 143: the next
+    phase must not start, nor the step be marked done, on an unfinished run; the build resumes it when run again."""
+    name = module.__name__.split(".")[-1]
+    result = module.main(module.parse_args([str(a) for a in argv]))
+    status = exit_status(result) if isinstance(result, dict) else 0
+    if status:
+        print(f"[embedded] train/{name}.py stopped by {result['stopped_by']} at step {result.get('step')}; run the "
+              "same build command again to resume it", flush=True)  # fmt: skip
+        raise SystemExit(status)
+    return ["python", f"train/{name}.py", *argv]
 
 
 def build(args) -> None:
@@ -324,7 +334,7 @@ def parse_args(argv=None):
         "--stage1-steps", type=int, default=8000, help="stage-1 steps (batch 16; LR decays over the last third)"
     )
     p.add_argument(
-        "--stage1-window-steps", type=int, default=11000, help="stage-1 steps in the sampling windows, after the rest"
+        "--stage1-window-steps", type=int, default=17000, help="stage-1 steps in the sampling windows, after the rest"
     )
     p.add_argument(
         "--stage2-steps", type=int, default=6000, help="stage-2 steps (batch 32; LR decays over the last third)"
@@ -334,7 +344,7 @@ def parse_args(argv=None):
         help="stage 1: the world's captions name all it shows, so frequent drops make the generator read the plan",
     )  # fmt: skip
     p.add_argument(
-        "--object-weight", type=float, default=4.0,
+        "--object-weight", type=float, default=10.0,
         help="stage 1: the object's latent cells weigh 1 + this in the flow loss (it covers a few %% of the frame)",
     )  # fmt: skip
     p.add_argument("--kl-weight", type=float, default=1e-3, help="stage 1: weight of the plan's KL term")
