@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cfg", type=float, default=None, help="stage B's guidance scale (default: the model's)")
     g.add_argument(
         "--plan-cfg", type=float, default=None,
-        help="stage A's guidance scale (default: the model's; the embedded model's plans are best unguided, 1)",
+        help="stage A's guidance scale (default: the model's; the embedded model's is 1, unguided)",
     )  # fmt: skip
     g.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's)")
     g.add_argument("--plan-noise", type=float, default=None, help="noise added to the plan before stage B")

@@ -62,7 +62,7 @@ WIDE_DECODER_PHASES = ((17, 2, 1e-3, True), (65, 1, 1e-4, True))
 WINDOW = 8  # latent frames per attention window of long videos (manifest "window": the CLI's and nodes' default)
 SAMPLER = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # default sampling of the shipped model's stage B
 # stage A unguided: on 400 held-out prompts (seeds 1 and 2, not the evaluation's 0) plan CFG 1 against 4 gave colour
-# 81 vs 76 %, shape 77 vs 74 %, all three 61 vs 56 % (CFG 4 plans overshoot what stage B learned to read); half the cost
+# 81 vs 76 %, all three 61 vs 56 % on the previous build, a tie on the shipped one (README, Sampling); half the cost
 PLAN_SAMPLER = {"steps": 20, "cfg": 1.0, "shift": 2.0}
 
 
