@@ -6,9 +6,11 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
 
 1. geometry: plan tokens / stage-B tokens at several lengths [<= 1/16], next to the paper's own ratio
 2. text adherence on n held-out prompts: colour [>= 95 %], shape [>= 90 %], motion [>= 90 %]; the same scenes with
-   canonical captions (what the paraphrase templates cost), colour by kind of held-out scene, the commonest mistakes
+   canonical captions (what the paraphrase templates cost), colour by kind of held-out scene and by paraphrase
+   template, the commonest mistakes
 3. crispness: Frechet distance on probe features, generated vs real renders, next to real vs real [<= 2x floor];
-   edge sharpness (strongest luma gradients) generated vs real [within 20 %]
+   edge sharpness (strongest luma gradients) generated vs real [within 20 %], and where it is lost (VAE
+   reconstructions of real clips; stage B given real plans)
 4. where misses come from: the VAE (PSNR on held-out 8 s clips [>= 30 dB]; the probe on reconstructions, also per
    colour with the object's mean reconstructed RGB), the
    encoder (linear probes of attributes and positions on its features and on the compressed plan), stage B given
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +46,14 @@ from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline,
 from semanticgen_core.lab.world import (  # noqa: E402
     COLORS,
     HELDOUT_COMBOS,
+    HELDOUT_TEMPLATES,
     SHAPES,
     ShapesWorld,
     caption,
     parse_caption,
     render,
     sample_scene,
+    template_of,
 )
 from semanticgen_core.pipeline import video_to_uint8  # noqa: E402
 from semanticgen_core.vae import frames_to_video  # noqa: E402
@@ -192,6 +197,38 @@ def vae_per_colour(pipe, probe, n=8, seed=0) -> dict:
     return out
 
 
+def transfer_scores(pipe, probe, n: int, seed: int, plan_noise: float | None = None) -> dict:
+    """Reference transfer on n held-out references (rng seed `seed`): "a <colour> <shape>" of another colour and
+    shape than the reference's; the motion kept, the prompt's colour and shape taken, frames with a trace of the
+    reference's colour (and the same in real renders of the prompt's scene)."""
+    sem_fps = pipe.config.semantic.fps
+    rng = np.random.default_rng(seed)
+    refs, gens, colour_ok, shape_ok, trace_gen, trace_real = [], [], [], [], [], []
+    for i in range(n):
+        scene = sample_scene(rng, "heldout")
+        ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
+        color = [c for c in COLORS if c != scene.color][i % 5]
+        shape = [s for s in SHAPES if s != scene.shape][i % 2]
+        out = pipe(f"a {color} {shape}", seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref,
+                   plan_noise=plan_noise)[0]  # fmt: skip
+        refs.append(render(scene, 2.0, fps=FPS, num_frames=17))
+        gens.append(out)
+        pred = probe.predict(out)
+        colour_ok.append(pred["color"] == color)
+        shape_ok.append(pred["shape"] == shape)
+        target = render(scene.__class__(**{**scene.__dict__, "color": color, "shape": shape}), 2.0, FPS)
+        trace_gen.append(metrics.colour_trace(out, COLORS[scene.color]))
+        trace_real.append(metrics.colour_trace(target, COLORS[scene.color]))
+    preds = probe.predict_batch(refs + gens)
+    return {
+        "motion_kept": rate([a["motion"] == b["motion"] for a, b in zip(preds[: len(refs)], preds[len(refs) :])]),
+        "prompt_colour": rate(colour_ok),
+        "prompt_shape": rate(shape_ok),
+        "reference_colour_trace_frames": float(np.mean(trace_gen)),
+        "reference_colour_trace_frames_real": float(np.mean(trace_real)),
+    }
+
+
 def main(args):
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -213,6 +250,10 @@ def main(args):
     r["adherence"] = {k: rate(hits[k]) for k in ATTRS}
     r["adherence"]["all"] = rate([all(hits[k][i] for k in ATTRS) for i in range(args.n)])
     r["adherence"]["colour_breakdown"] = colour_breakdown(scenes, videos, probe)
+    templates = [template_of(p) for p in prompts]
+    r["adherence"]["colour_by_template"] = {
+        t: rate([h for h, u in zip(hits["color"], templates) if u == t]) for t in HELDOUT_TEMPLATES
+    }
     canonical = [caption(s) for s in scenes]  # same scenes, seeds and truths: only the wording differs
     hits_c = attribute_hits(probe, generate(pipe, canonical, seed=args.seed), truths)
     r["adherence_canonical"] = {k: rate(hits_c[k]) for k in ATTRS}
@@ -234,6 +275,7 @@ def main(args):
     # 4a. the VAE: PSNR on held-out 8 s clips; the probe on reconstructions (2 s clips, last 2 s of 8 s clips)
     rng = np.random.default_rng(args.seed + 2)
     psnrs, recon_hits = [], {"2s": {k: [] for k in ATTRS}, "8s_tail": {k: [] for k in ATTRS}}
+    sharp = {"recon": [], "real": []}  # edge sharpness of 2 s reconstructions and of their real clips
     for name, seconds, n in (("2s", 2.0, args.n_vae), ("8s_tail", 8.0, args.n_vae)):
         clips = [sample_scene(rng, "heldout", seconds) for _ in range(n)]
         recs = []
@@ -243,52 +285,38 @@ def main(args):
                 rec = video_to_uint8(pipe.vae.decode(pipe.vae.encode(frames_to_video(x))))[0]
             if name == "8s_tail":
                 psnrs.append(metrics.psnr(rec, x))
+            else:
+                sharp["recon"].append(metrics.edge_sharpness(rec))
+                sharp["real"].append(metrics.edge_sharpness(x))
             recs.append(rec[-17:])
         h = attribute_hits(probe, recs, [{k: getattr(s, k) for k in ATTRS} for s in clips])
         recon_hits[name] = {k: rate(h[k]) for k in ATTRS}
+    r["sharpness"].update(vae_reconstruction=float(np.mean(sharp["recon"])), vae_real=float(np.mean(sharp["real"])))
     r["vae"] = {"psnr_8s_mean": float(np.mean(psnrs)), "psnr_8s_min": float(np.min(psnrs)), "probe": recon_hits,
                 "per_colour": vae_per_colour(pipe, probe, seed=args.seed)}  # fmt: skip
 
     # 4b. the encoder and the compressed plan: linear read-outs
     r["linear_probe"] = linear_probe_scores(pipe, seed=args.seed)
 
-    # 4c. stage B given real plans: plans encoded from held-out clips, the clip's own caption
-    sem_fps = pipe.config.semantic.fps
-    real_plan_hits = {k: [] for k in ATTRS}
+    # 4c. stage B given real plans: plans encoded from held-out clips, the clip's own caption, stage B sampled as
+    # in row 2 (not with the transfer sampler), so that only the plan's source differs
+    sem_fps, config = pipe.config.semantic.fps, pipe.config
+    pipe.config = replace(config, transfer_sampler=None)
+    real_plan_hits, real_plan_sharp = {k: [] for k in ATTRS}, []
     for i in range(args.n_ref):
         scene, text = world.scene(i)
         ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
         out = pipe(text, seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref)[0]
+        real_plan_sharp.append(metrics.edge_sharpness(out))
         h = attribute_hits(probe, [out], [{k: getattr(scene, k) for k in ATTRS}])
         for k in ATTRS:
             real_plan_hits[k] += h[k]
+    pipe.config = config
     r["stage_b_real_plans"] = {k: rate(v) for k, v in real_plan_hits.items()}
+    r["sharpness"]["stage_b_real_plans"] = float(np.mean(real_plan_sharp))
 
     # 5. reference transfer: layout and motion from the reference, colour and shape from the prompt
-    rng = np.random.default_rng(args.seed + 1)
-    refs, gens, colour_ok, shape_ok, trace_gen, trace_real = [], [], [], [], [], []
-    for i in range(args.n_ref):
-        scene = sample_scene(rng, "heldout")
-        ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
-        color = [c for c in COLORS if c != scene.color][i % 5]
-        shape = [s for s in SHAPES if s != scene.shape][i % 2]
-        out = pipe(f"a {color} {shape}", seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref)[0]
-        refs.append(render(scene, 2.0, fps=FPS, num_frames=17))
-        gens.append(out)
-        pred = probe.predict(out)
-        colour_ok.append(pred["color"] == color)
-        shape_ok.append(pred["shape"] == shape)
-        target = render(scene.__class__(**{**scene.__dict__, "color": color, "shape": shape}), 2.0, FPS)
-        trace_gen.append(metrics.colour_trace(out, COLORS[scene.color]))
-        trace_real.append(metrics.colour_trace(target, COLORS[scene.color]))
-    preds = probe.predict_batch(refs + gens)
-    r["transfer"] = {
-        "motion_kept": rate([a["motion"] == b["motion"] for a, b in zip(preds[: len(refs)], preds[len(refs) :])]),
-        "prompt_colour": rate(colour_ok),
-        "prompt_shape": rate(shape_ok),
-        "reference_colour_trace_frames": float(np.mean(trace_gen)),
-        "reference_colour_trace_frames_real": float(np.mean(trace_real)),
-    }
+    r["transfer"] = transfer_scores(pipe, probe, args.n_ref, args.seed + 1)
 
     # 6. one-minute videos: the character per 4 s segment; the wall time of each stage
     long_world = ShapesWorld(n=args.n_long, seed=args.seed + 3, split="heldout", paraphrase=0.0)
@@ -346,6 +374,8 @@ def print_table(r: dict) -> None:
          " / ".join(f"{r['adherence_canonical'][k]['rate']:.0%}" for k in ATTRS), "-"),
         ("colour on held-out colour-shape / colour-motion pairs",
          " / ".join(fmt(a["colour_breakdown"]["by_kind"][k]) for k in ("color_shape", "color_motion")), "-"),
+        ("colour by held-out paraphrase template", ", ".join(f"'{t}' {v['rate']:.0%} (n={v['n']})"
+                                                              for t, v in a["colour_by_template"].items()), "-"),
         ("commonest colour mistakes (true -> drawn: count)",
          ", ".join(f"{k}: {v}" for k, v in a["colour_breakdown"]["mistakes"].items()) or "none", "-"),
         ("Frechet distance (probe features): generated vs real / real vs real",
@@ -353,6 +383,9 @@ def print_table(r: dict) -> None:
          "<= 2x"),
         ("edge sharpness: generated / real", f"{sh['generated']:.1f} / {sh['real']:.1f} "
                                              f"({sh['generated'] / sh['real'] - 1:+.0%})", "within 20 %"),
+        ("edge sharpness where it is lost: VAE reconstructions / their real clips; stage B given real plans",
+         f"{sh['vae_reconstruction']:.1f} / {sh['vae_real']:.1f} ({sh['vae_reconstruction'] / sh['vae_real'] - 1:+.0%});"
+         f" {sh['stage_b_real_plans']:.1f} ({sh['stage_b_real_plans'] / sh['real'] - 1:+.0%} of real)", "-"),
         ("temporal flickering: generated / real", f"{r['flicker']['generated']:.4f} / {r['flicker']['real']:.4f}", "-"),
         ("VAE: PSNR on held-out 8 s clips (mean, min)", f"{v['psnr_8s_mean']:.1f} dB, {v['psnr_8s_min']:.1f} dB",
          ">= 30 dB"),

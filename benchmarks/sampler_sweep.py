@@ -2,9 +2,13 @@
 
 Tunes on prompt seeds other than the evaluation's (embedded_eval.py uses seed 0), so the shipped defaults are not
 fitted to the numbers the README reports. Each setting is one line of JSON; unset keys keep the shipped value
-(a: stage A's CFG, b: stage B's CFG, steps, shift_a, shift_b, noise: plan noise).
+(a: stage A's CFG, b: stage B's CFG, steps, shift_a, shift_b, noise: plan noise; with `--task transfer` the
+stage-B keys set the manifest's transfer_sampler). `--task transfer` measures
+reference transfer instead (embedded_eval.transfer_scores: the motion kept, the prompt's colour, the reference's
+colour trace; stage A is not used).
 
     python benchmarks/sampler_sweep.py --n 200 --seed 1 --settings '[{"a": 4, "b": 4}, {"a": 1, "b": 4}]'
+    python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 11 --settings '[{"b": 4}, {"b": 8}]'
 """
 
 import argparse
@@ -19,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embedded_eval import ATTRS, attribute_hits, generate, rate  # noqa: E402
+from embedded_eval import ATTRS, attribute_hits, generate, rate, transfer_scores  # noqa: E402
 
 from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
@@ -29,14 +33,19 @@ KEYS = {"a", "b", "steps", "shift_a", "shift_b", "noise"}
 
 
 def with_settings(config, s: dict):
-    """The pipeline config with one setting applied (stage A: sem_sampler, stage B: lat_sampler)."""
+    """The pipeline config with one setting applied (stage A: sem_sampler; stage B: lat_sampler, and the
+    transfer_sampler it uses on a reference's plan)."""
     unknown = set(s) - KEYS
     if unknown:
         raise SystemExit(f"--settings: unknown keys {sorted(unknown)}; known: {sorted(KEYS)}")
-    a, b = config.sem_sampler, config.lat_sampler
+
+    def stage_b(b):
+        return replace(b, cfg=s.get("b", b.cfg), steps=s.get("steps", b.steps), shift=s.get("shift_b", b.shift))
+
+    a = config.sem_sampler
     a = replace(a, cfg=s.get("a", a.cfg), steps=s.get("steps", a.steps), shift=s.get("shift_a", a.shift))
-    b = replace(b, cfg=s.get("b", b.cfg), steps=s.get("steps", b.steps), shift=s.get("shift_b", b.shift))
-    return replace(config, sem_sampler=a, lat_sampler=b)
+    transfer = stage_b(config.transfer_sampler or config.lat_sampler)
+    return replace(config, sem_sampler=a, lat_sampler=stage_b(config.lat_sampler), transfer_sampler=transfer)
 
 
 def main(args) -> list[dict]:
@@ -45,7 +54,7 @@ def main(args) -> list[dict]:
         raise SystemExit('--settings: a JSON list of objects, e.g. \'[{"a": 1, "b": 4}]\'')
     torch.set_num_threads(args.threads)
     probe = metrics.AttributeProbe.load(embedded_path("probe", args.weights))
-    pipe = load_embedded_pipeline(with_encoder=False, weights_dir=args.weights)
+    pipe = load_embedded_pipeline(with_encoder=args.task == "transfer", weights_dir=args.weights)
     shipped = pipe.config
     world = ShapesWorld(n=args.n, seed=args.seed, split=args.split, paraphrase=1.0)
     prompts = [world.scene(i)[1] for i in range(args.n)]
@@ -54,6 +63,12 @@ def main(args) -> list[dict]:
     for s in settings:
         pipe.config = with_settings(shipped, s)
         t0 = time.time()
+        if args.task == "transfer":
+            row = {"settings": s, **transfer_scores(pipe, probe, args.n, args.seed, s.get("noise"))}
+            rows.append({**row, "seconds": round(time.time() - t0, 1)})
+            print(json.dumps(s), " ".join(f"{k} {v['rate']:.2f}" if isinstance(v, dict) else f"{k} {v:.3f}"
+                                          for k, v in row.items() if k != "settings"), flush=True)  # fmt: skip
+            continue
         hits = attribute_hits(probe, generate(pipe, prompts, seed=args.seed, plan_noise=s.get("noise")), truths)
         hits["all"] = [all(hits[k][i] for k in ATTRS) for i in range(args.n)]
         row = {"settings": s, **{k: rate(hits[k]) for k in (*ATTRS, "all")}, "seconds": round(time.time() - t0, 1)}
@@ -67,7 +82,8 @@ def main(args) -> list[dict]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--settings", required=True, help="JSON list of settings (keys: a, b, steps, shift_a, ...)")
-    p.add_argument("--n", type=int, default=200, help="prompts per setting")
+    p.add_argument("--task", default="generate", choices=["generate", "transfer"], help="what is measured")
+    p.add_argument("--n", type=int, default=200, help="prompts (references for --task transfer) per setting")
     p.add_argument("--seed", type=int, default=1, help="prompt seed (the evaluation's is 0: tune elsewhere)")
     p.add_argument("--split", default="heldout", choices=["heldout", "train"], help="held-out or training scenes")
     p.add_argument("--threads", type=int, default=2, help="torch threads")

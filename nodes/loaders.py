@@ -119,11 +119,11 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> Se
 
     s2 = None if stage2 == NO_STAGE2 else path(stage2, "stage2")
     embedded = stage1 == EMBEDDED_MODEL
-    (sampler, plan_sampler), noise = (
-        (samplers(manifest()), manifest()["plan_noise"]) if embedded else ((None,) * 2, 0.1)
+    (sampler, plan_sampler, transfer_sampler), noise = (
+        (samplers(manifest()), manifest()["plan_noise"]) if embedded else ((None,) * 3, 0.1)
     )
     pipe = build_pipeline(path(stage1, "stage1"), s2, None, None, None, sampler, noise, cc.offload_device(), dtype,
-                          plan_sampler=plan_sampler)  # fmt: skip
+                          plan_sampler=plan_sampler, transfer_sampler=transfer_sampler)  # fmt: skip
     if runtime is not None:
         from ..semanticgen_core.runtime import configure_pipeline
 

@@ -139,13 +139,14 @@ def generate(args) -> Path:
     configure_pipeline(pipe, runtime_config(args), args.device)  # LoRA, offloading, compile, attention
     cfg = pipe.config
     height, width = args.height or info["height"], args.width or info["width"]
+    lat = cfg.transfer_sampler if args.reference and cfg.transfer_sampler else cfg.lat_sampler  # on a reference's plan
     sampler, plan_sampler = (  # stage B's, stage A's: each the model's default unless a flag sets it
         SamplerConfig(
             steps=args.steps or s.steps,
             cfg=s.cfg if cfg_flag is None else cfg_flag,
             shift=s.shift if args.shift is None else args.shift,
         )
-        for s, cfg_flag in ((cfg.lat_sampler, args.cfg), (cfg.sem_sampler, args.plan_cfg))
+        for s, cfg_flag in ((lat, args.cfg), (cfg.sem_sampler, args.plan_cfg))
     )
     generator = checks.generator(args.seed, "--seed")
     ctx, uncond, starts = pipe.encode_schedule(args.schedule, args.negative_prompt)  # ctx [1, G, S, D]

@@ -169,6 +169,7 @@ class PipelineConfig:
     semantic: SemanticSpec = field(default_factory=SemanticSpec)
     sem_sampler: SamplerConfig = field(default_factory=SamplerConfig)  # stage A
     lat_sampler: SamplerConfig = field(default_factory=SamplerConfig)  # stage B
+    transfer_sampler: SamplerConfig | None = None  # stage B on a reference video's plan (None: lat_sampler)
     plan_noise: float = 0.1  # std of the Gaussian added to z_sem before stage B (RAE-style augmentation)
     window: int | None = None  # stage-B attention window in latent frames (None: full attention)
     decode_chunk: int = 4  # latent frames decoded at a time

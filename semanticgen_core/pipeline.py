@@ -339,8 +339,9 @@ class SemanticGenPipeline:
         # 3.-4. Plan noise (RAE-style), then VAE latents conditioned on the plan (stage B)
         latent_shape = cfg.video.latent_shape(seconds, height, width)
         window = cfg.window if window is None else window
+        sampler = cfg.transfer_sampler if reference is not None else None  # None: cfg.lat_sampler
         z = self.generate_latents(
-            z_sem, ctx, uncond, latent_shape, None, plan_noise, window, generator, callback, starts
+            z_sem, ctx, uncond, latent_shape, sampler, plan_noise, window, generator, callback, starts
         )
         if return_latents:
             return z

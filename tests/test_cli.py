@@ -148,12 +148,26 @@ def test_each_stage_samples_with_its_own_guidance(tmp_path, monkeypatch):
         monkeypatch.setattr(SemanticGenPipeline, name, spy)
     argv = ["generate", "--prompt", "a red circle", "--seconds", "0.5", "--steps", "1", "--quiet"]
     main([*argv, "--out", str(tmp_path / "a.mp4")])
-    lat, plan = samplers(manifest())  # the manifest's own: stage A unguided (plan_sampler), stage B guided
+    lat, plan, _ = samplers(manifest())  # the manifest's own: stage A unguided (plan_sampler), stage B guided
     assert seen == {"generate_plan": plan.cfg, "generate_latents": lat.cfg} and plan.cfg != lat.cfg
     main([*argv, "--out", str(tmp_path / "b.mp4"), "--plan-cfg", "2.5", "--cfg", "3"])
     assert seen == {"generate_plan": 2.5, "generate_latents": 3.0}
     old = {"sampler": {"steps": 5, "cfg": 4.0, "shift": 2.0}}  # a manifest before plan_sampler: both stages alike
-    assert samplers(old)[0] == samplers(old)[1]
+    assert samplers(old)[0] == samplers(old)[1] and samplers(old)[2] is None
+    ref = [
+        "--reference",
+        str(WEIGHTS_DIR.parents[2] / "workflows" / "assets" / "reference_shapes.mp4"),
+        "--steps",
+        "1",
+        "--quiet",
+    ]
+    transfer = samplers(manifest())[2]  # stage B on a reference's plan: its own guidance (no stage A)
+    seen.clear()
+    main(["generate", "--prompt", "a red circle", "--seconds", "0.5", *ref, "--out", str(tmp_path / "c.mp4")])
+    assert seen == {"generate_latents": transfer.cfg} and transfer.cfg != lat.cfg
+    main(["generate", "--prompt", "a red circle", "--seconds", "0.5", *ref, "--cfg", "3", "--out",
+          str(tmp_path / "d.mp4")])  # fmt: skip
+    assert seen == {"generate_latents": 3.0}
 
 
 def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):

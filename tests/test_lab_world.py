@@ -237,3 +237,39 @@ def parse_caption_motion(text):
     from semanticgen_core.lab.world import parse_caption as attrs
 
     return attrs(text)["motion"]
+
+
+def test_caption_manifest_gives_training_alternatives_of_the_same_scene(tmp_path):
+    from semanticgen_core.lab.world import caption_alternatives, caption_manifest, write_long_dataset
+    from train.data import discover_pairs
+
+    write_dataset(tmp_path / "videos", 2, seed=1, paraphrase=1.0)
+    write_long_dataset(tmp_path / "videos", 1, seed=2, seconds=6.0, scene_seconds=(2, 3))
+    rows = caption_manifest(tmp_path / "videos", tmp_path, 6, seed=0)
+    assert [r["video"] for r in rows] == ["videos/000000.mp4", "videos/000001.mp4", "videos/seg000000.mp4"]
+    assert isinstance(rows[2]["caption"], str) and "\n" in rows[2]["caption"]  # a schedule is kept as it is
+    heldout_starts = {t.split("{")[0] for t in HELDOUT_TEMPLATES if not t.startswith(("a {", "{"))}
+    for row in rows[:2]:
+        first, *rest = row["caption"]
+        assert first == (tmp_path / row["video"]).with_suffix(".txt").read_text().strip() and len(rest) == 6
+        assert {tuple(parse_caption(c).values()) for c in row["caption"]} == {tuple(parse_caption(first).values())}
+        assert not any(c.startswith(tuple(heldout_starts)) for c in rest)  # training templates only
+        assert caption(Scene(**parse_caption(first), background="black", size=0.1, x=0.5, y=0.5, speed=0)) in rest
+    (tmp_path / "m.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    assert [c for _, c in discover_pairs(tmp_path / "m.jsonl")] == [r["caption"] for r in rows]
+    with pytest.raises(ValueError, match="does not name a colour, a shape and a motion"):
+        caption_alternatives("a red thing", 3)
+
+
+def test_template_of_names_the_template_of_any_paraphrase():
+    from semanticgen_core.lab.world import template_of
+
+    rng = np.random.default_rng(0)
+    for templates, split in ((TRAIN_TEMPLATES, "train"), (HELDOUT_TEMPLATES, "heldout")):
+        for _ in range(200):
+            scene = sample_scene(rng, split)
+            text = caption(scene, rng, "paraphrase", split)
+            assert template_of(text) in templates, text
+    assert template_of("a red circle moves to the right") == "a {color} {shape} {finite}"  # canonical
+    assert template_of("an ivory disc, white in colour, stays still") is None  # not a phrase the grammar makes
+    assert template_of("a red thing moves to the right") is None

@@ -72,6 +72,25 @@ def test_reference_transfer_uses_the_reference_plan(pipe):
     assert not torch.allclose(a, b)
 
 
+def test_reference_transfer_samples_stage_b_with_the_transfer_sampler(pipe):
+    from dataclasses import replace
+
+    ref = np.random.default_rng(1).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    config = pipe.config
+    try:
+        base = pipe("anything", seconds=1.0, height=32, width=32, reference=ref, return_latents=True)
+        pipe.config = replace(config, transfer_sampler=SamplerConfig(steps=2, cfg=1.0, shift=2.0))
+        own = pipe("anything", seconds=1.0, height=32, width=32, reference=ref, return_latents=True)
+        pipe.config = replace(config, lat_sampler=SamplerConfig(steps=2, cfg=1.0, shift=2.0))
+        same = pipe("anything", seconds=1.0, height=32, width=32, reference=ref, return_latents=True)
+        pipe.config = replace(config, transfer_sampler=SamplerConfig(steps=2, cfg=1.0, shift=2.0))
+        text = pipe("anything", seconds=1.0, height=32, width=32, seed=0, return_latents=True)
+    finally:
+        pipe.config = config
+    assert torch.equal(own, same) and not torch.allclose(own, base)  # transfer_sampler = lat_sampler of cfg 1
+    assert torch.equal(text, pipe("anything", seconds=1.0, height=32, width=32, seed=0, return_latents=True))
+
+
 def test_reference_clip_lasts_as_long_as_the_reference_unless_capped(pipe):
     frames = np.zeros((9, 40, 48, 3), np.uint8)  # 9 frames at the semantic 2 fps of a 4.5 s reference
     clip, seconds = pipe.reference_clip(frames, 32, 32, duration=4.5)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import TINY_VAE, TinyTextEncoder
 from safetensors.torch import load_file
-from test_train_data import build_cache
+from test_train_data import build_cache_with_alternatives
 
 from semanticgen_core import PipelineConfig, SamplerConfig, SemanticGenPipeline
 from semanticgen_core.checkpoint import CheckpointError, read_header
@@ -34,7 +34,7 @@ FAST = ["--batch-size", "2", "--warmup-steps", "2", "--log-every", "1", "--ckpt-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return build_cache(tmp_path_factory.mktemp("train"))["dir"]
+    return build_cache_with_alternatives(tmp_path_factory.mktemp("train"))["dir"]  # two clips with alternatives
 
 
 def run_script(script, *args, **kw):
@@ -127,6 +127,7 @@ def test_stage1_then_stage2_exports_load_and_sample(cache, tmp_path):
 
 def test_sigkill_then_resume_equals_uninterrupted_run(cache, tmp_path):
     killed, ref = tmp_path / "killed", tmp_path / "ref"
+    assert sum("ctx_alts" in e["shapes"] for e in CachedLatentDataset(cache).entries) == 2  # steps draw captions too
     args = ["--data", cache, *FAST]
     proc = run_script("stage1.py", *args, "--out", killed, "--max-steps", "100000")
     wait_for_state(killed, proc)

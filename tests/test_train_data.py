@@ -56,6 +56,19 @@ def build_cache(root):
     return prepare(PrepareConfig(**TINY), discover_pairs(videos), root / "cache", tiny_components())
 
 
+def build_cache_with_alternatives(root):
+    """build_cache, then clips 0 and 2 recaptioned with two alternatives each (the others keep one caption)."""
+    first = build_cache(root)
+    rows = [{"video": Path(first["entries"][sid]["video"]).name, "caption": first["entries"][sid]["caption"]}
+            for sid in first["samples"]]  # fmt: skip
+    for row in rows:
+        if row["video"] in ("clip0.mp4", "clip2.mp4"):
+            row["caption"] = [row["caption"], row["caption"].replace("moves right", "slides to the right")]
+    (root / "videos" / "alternatives.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = discover_pairs(root / "videos" / "alternatives.jsonl")
+    return prepare(PrepareConfig(**TINY), pairs, root / "cache", tiny_components())
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return build_cache(tmp_path_factory.mktemp("train_data"))
@@ -252,3 +265,54 @@ def test_prepare_stores_a_foreground_mask_on_the_latent_grid_when_asked(tmp_path
     assert "fg_mask" not in CachedLatentDataset(plain["dir"])[0]
     with pytest.raises(ValueError, match="foreground_mask must be"):
         prepare(PrepareConfig(**TINY, foreground_mask="rows"), discover_pairs(videos), tmp_path / "d")
+
+
+class CountingVAE(PoolVAE):
+    """PoolVAE that counts the clips it encodes."""
+
+    calls = 0
+
+    def encode(self, video):
+        CountingVAE.calls += 1
+        return super().encode(video)
+
+
+def test_caption_alternatives_reencode_only_the_text_and_a_step_draws_one_of_them(tmp_path):
+    from train.loop import pick_captions
+
+    videos = make_videos(tmp_path / "videos", n_square=3, n_wide=0)
+    vae, sem, text = CountingVAE(), PatchMeanEncoder(), TinyTextEncoder()
+    first = prepare(PrepareConfig(**TINY), discover_pairs(videos), tmp_path / "cache", (vae, sem, text))
+    assert CountingVAE.calls == 3
+    rows = [{"video": "videos/clip0.mp4", "caption": ["a red square", "one crimson box, sliding"]},
+            {"video": "videos/clip1.mp4", "caption": "a square number 1 moves right"},
+            {"video": "videos/clip2.mp4", "caption": ["a new caption only"]}]  # fmt: skip
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = discover_pairs(tmp_path / "m.jsonl")
+    assert pairs[0][1] == ["a red square", "one crimson box, sliding"]
+    again = prepare(PrepareConfig(**TINY), pairs, tmp_path / "cache", (vae, sem, text))
+    assert CountingVAE.calls == 3 and again["encoded"] == 2 and again["reused"] == 1  # clip1's caption is unchanged
+    ds = CachedLatentDataset(again["dir"])
+    by_name = {Path(e["video"]).name: i for i, e in enumerate(ds.entries)}
+    old = CachedLatentDataset(first["dir"])
+    old_item = old[[Path(e["video"]).name for e in old.entries].index("clip0.mp4")]
+    item = ds[by_name["clip0.mp4"]]
+    assert torch.equal(item["latents"], old_item["latents"]) and torch.equal(item["sem_feats"], old_item["sem_feats"])
+    assert item["ctx_alts"].shape[0] == 2 and torch.equal(item["ctx"], item["ctx_alts"][0])
+    assert not torch.equal(item["ctx_alts"][0], item["ctx_alts"][1])
+    plain = {k: v for k, v in item.items() if k != "ctx_alts"}  # a one-caption sample of the same shape
+    batch = collate([item, plain, ds[by_name["clip2.mp4"]]])
+    assert batch["ctx_alts"].shape[:2] == (3, 2) and batch["n_alts"].tolist() == [2, 0, 1]
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        ctx = pick_captions(batch["ctx"], batch["ctx_alts"], batch["n_alts"], g)
+        assert torch.equal(ctx[1], batch["ctx"][1]) and torch.equal(ctx[2], batch["ctx_alts"][2, 0])
+        seen.add(next(v for v in range(2) if torch.equal(ctx[0], batch["ctx_alts"][0, v])))
+    assert seen == {0, 1}  # both alternatives of clip0 are drawn
+    ctx4 = torch.stack([batch["ctx"], torch.ones_like(batch["ctx"])], 1)  # per-segment [B, G=2, S, D]
+    out4 = pick_captions(ctx4, batch["ctx_alts"], batch["n_alts"], g)
+    assert torch.equal(out4[:, 1], ctx4[:, 1]) and torch.equal(out4[2, 0], batch["ctx_alts"][2, 0])
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"video": "videos/clip0.mp4", "caption": ["ok", " "]}) + "\n")
+    with pytest.raises(ValueError, match=r"row 1: a caption list needs one or more non-empty one-line captions"):
+        discover_pairs(tmp_path / "bad.jsonl")

@@ -7,6 +7,8 @@ Cache layout (one folder per settings key, see prepare.py):
                                          "<id>.ctx" [S, D] (text features, zero padding trimmed), or
                                          [G, S, D] with "<id>.ctx_starts" [G] (seconds) for per-segment
                                          captions (caption lines `START: caption`, see semanticgen_core.schedule);
+                                         "<id>.ctx_alts" [V, S, D] (zero-padded) for a list of caption
+                                         alternatives (its first one is also "<id>.ctx");
                                          "<id>.fg_mask" [T, H, W] (optional, prepare --foreground-mask);
                                          metadata "samples": the JSON of the shard's entries (captions included)
     CACHE/<key>/null_ctx.safetensors     "ctx" [S0, D]: features of the empty prompt (caption dropout)
@@ -51,10 +53,11 @@ def _manifest_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def discover_pairs(source: str | Path) -> list[tuple[Path, str | None]]:
+def discover_pairs(source: str | Path) -> list[tuple[Path, str | list[str] | None]]:
     """(video path, caption) pairs from a folder (a `.txt` caption beside each video) or a JSONL / CSV manifest.
 
-    Manifest rows need a `video` column; relative video paths are relative to the manifest's folder. A video
+    Manifest rows need a `video` column; relative video paths are relative to the manifest's folder. A JSONL
+    caption may be a list of one-line alternatives of the same video (a training step draws one). A video
     without a caption (no .txt beside it, or no caption in its row) gets None: prepare.py skips it and says why.
     """
     source = Path(source)
@@ -73,7 +76,13 @@ def discover_pairs(source: str | Path) -> list[tuple[Path, str | None]]:
         if not row.get("video"):
             raise ValueError(f"{source}: row {i + 1} needs 'video' and 'caption' fields, got {sorted(row)}")
         video, caption = Path(row["video"]), row.get("caption")
-        caption = None if caption is None else str(caption).strip()
+        if isinstance(caption, list):  # alternatives: each training step draws one (train/loop.py pick_captions)
+            caption = [str(c).strip() for c in caption]
+            if not caption or not all(caption) or any("\n" in c for c in caption):
+                raise ValueError(f"{source}: row {i + 1}: a caption list needs one or more non-empty one-line "
+                                 f"captions (alternatives of the same video), got {row['caption']!r}")  # fmt: skip
+        else:
+            caption = None if caption is None else str(caption).strip()
         pairs.append((video if video.is_absolute() else source.parent / video, caption))
     if not pairs:
         raise ValueError(f"--videos {source}: the manifest has no rows")
@@ -152,8 +161,12 @@ class CachedLatentDataset(Dataset):
                 item["fg_mask"] = f.get_tensor(f"{e['id']}.fg_mask").float()  # [T, H, W]
             if segmented:
                 item["ctx_starts"] = f.get_tensor(f"{e['id']}.ctx_starts").float()  # [G]
-        if self.text_length and "ctx" in item:
-            item["ctx"] = F.pad(item["ctx"], (0, 0, 0, self.text_length - item["ctx"].shape[-2]))  # [(G,) S, D]
+            if "ctx" in self.keys and "ctx_alts" in e["shapes"]:
+                item["ctx_alts"] = f.get_tensor(f"{e['id']}.ctx_alts").float()  # [V, S, D]
+        if self.text_length:
+            for k in ("ctx", "ctx_alts"):
+                if k in item:
+                    item[k] = F.pad(item[k], (0, 0, 0, self.text_length - item[k].shape[-2]))  # [(G|V,) S, D]
         if segmented:  # the text segment of every latent / plan frame, by the frame's centre time
             starts = item["ctx_starts"]
             if "latents" in item:
@@ -183,8 +196,16 @@ def collate(items: list[dict]) -> dict:
     Returns latents [B, C, T, H, W], sem_feats [B, d, T_s, H_s, W_s], ctx [B, S, D] (those present), captions.
     When a sample has per-segment captions: ctx [B, G, S, D] (G the most segments in the batch, unused ones zero),
     ctx_starts [B, G] (+inf for unused), lat_segments [B, T] / sem_segments [B, T_s] (0 for one-caption samples).
+    When a sample has caption alternatives: ctx_alts [B, V, S, D] (zero-padded) and n_alts [B] (0: none; its ctx).
     """
     out = {"captions": [it["caption"] for it in items]}
+    if any("ctx_alts" in it for it in items):  # caption alternatives: [B, V, S, D] and how many each sample has
+        alts = [it.get("ctx_alts") for it in items]
+        v, s = max(len(a) for a in alts if a is not None), max(a.shape[1] for a in alts if a is not None)
+        d = next(a for a in alts if a is not None).shape[-1]
+        pad = [torch.zeros(v, s, d) if a is None else F.pad(a, (0, 0, 0, s - a.shape[1], 0, v - len(a))) for a in alts]
+        out.update(ctx_alts=torch.stack(pad), n_alts=torch.tensor([0 if a is None else len(a) for a in alts]))
+        items = [{k: x for k, x in it.items() if k != "ctx_alts"} for it in items]
     if any("ctx_starts" in it for it in items):
         return {**out, **_collate_segments(items)}
     for k in items[0]:

@@ -160,6 +160,22 @@ def drop_captions(ctx: torch.Tensor, null_ctx: torch.Tensor, p: float, generator
     return torch.where(drop, null.expand(ctx.shape[1:]) if ctx.ndim == 4 else null[None], ctx)
 
 
+def pick_captions(ctx: torch.Tensor, alts: torch.Tensor, n: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """ctx with each sample's caption replaced by one of its n alternatives alts [B, V, S, D], drawn uniformly
+    (n = 0: ctx kept). ctx is [B, S, D], or [B, G, S, D] with per-segment captions (a one-caption sample's is g = 0)."""
+    u = torch.rand(n.shape[0], generator=generator, device=generator.device).to(n.device)
+    idx = (u * n.clamp(min=1)).long().clamp(max=alts.shape[1] - 1)
+    s = max(ctx.shape[-2], alts.shape[-2])
+    ctx, alts = F.pad(ctx, (0, 0, 0, s - ctx.shape[-2])).clone(), F.pad(alts, (0, 0, 0, s - alts.shape[-2]))
+    chosen = alts[torch.arange(len(n), device=alts.device), idx.to(alts.device)].to(ctx)  # [B, S, D]
+    has = n.to(ctx.device) > 0
+    if ctx.ndim == 4:
+        ctx[has, 0] = chosen[has]
+    else:
+        ctx[has] = chosen[has]
+    return ctx
+
+
 def _batches(loader: DataLoader, sampler: BucketBatchSampler, ts: dict):
     """Endless one-shape batches from the data position in ts (epoch, batch), advancing it as batches are taken."""
     while True:
@@ -260,6 +276,8 @@ def train(task: Task, cfg: TrainConfig, data: str | Path, out: str | Path, resum
             sums, grad_norm = {}, None
             for _ in range(cfg.grad_accum):
                 batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
+                if "ctx_alts" in batch:  # a caption list per video (prepare): this step's caption of each
+                    batch["ctx"] = pick_captions(batch["ctx"], batch.pop("ctx_alts"), batch.pop("n_alts"), generator)
                 if null_ctx is not None and "ctx" in batch:
                     batch["ctx"] = drop_captions(batch["ctx"], null_ctx, cfg.caption_dropout, generator)
                 with accelerator.accumulate(model):

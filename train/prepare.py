@@ -10,10 +10,11 @@ the longest frame bucket that fits. `--semantic-source vae` makes the plan of th
 `--vae-plan-grid` tokens per latent frame; no semantic encoder): the paper's compressed-VAE-space ablation (Fig. 9).
 Output goes to CACHE/<key>/ where the key hashes every setting that changes
 the content, so a changed setting never reuses stale tensors; rerunning with the same settings reuses the samples
-already encoded (a crashed run resumes). Unreadable, too-short, truncated and captionless videos are reported and
-skipped with their reasons; a missing folder or a cache with no sample is a clear error. Several processes share the
-videos: `accelerate launch --num_processes N train/prepare.py ...` (one per GPU, or CPU processes with
-ACCELERATE_USE_CPU=1 --multi_gpu); the run prints clips/s.
+already encoded (a crashed run resumes); a new caption of an unchanged video re-encodes only its text (recaptioning
+a dataset, or a JSONL manifest whose captions are lists of alternatives for training to draw from). Unreadable,
+too-short, truncated and captionless videos are reported and skipped with their reasons; a missing folder or a cache
+with no sample is a clear error. Several processes share the videos: `accelerate launch --num_processes N
+train/prepare.py ...` (one per GPU, or CPU processes with ACCELERATE_USE_CPU=1 --multi_gpu); the run prints clips/s.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from safetensors import safe_open
 from tqdm.auto import tqdm
 
 if __package__ in (None, ""):  # `python train/prepare.py`: make the repository root importable
@@ -98,6 +100,9 @@ class PrepareConfig:
         return out
 
 
+VIDEO_TENSORS = ("latents", "sem_feats", "fg_mask")  # what a clip's video gives (the rest comes from its caption)
+
+
 class ClipError(ValueError):
     """A readable video that cannot make a training clip (e.g. too short for every frame bucket)."""
 
@@ -124,11 +129,16 @@ def cache_key(cfg: PrepareConfig) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def sample_id(video: Path, caption: str) -> str:
-    """Entry key: the video file (path, size, mtime) and its caption; a changed file or caption is re-encoded."""
+def sample_id(video: Path, caption: str | list[str]) -> str:
+    """Entry key: the video file (path, size, mtime) and its caption; a changed file or caption is re-encoded (only
+    its text when the video is unchanged)."""
     st = video.stat()
-    # per-segment captions (several lines) are cached differently from one caption: mark them, single lines keep ids
-    mark = "|segments" if len(caption.strip().splitlines()) > 1 else ""
+    # per-segment captions (several lines) and alternatives (a list) are cached differently from one caption: mark
+    # them; single lines keep their ids
+    if isinstance(caption, list):
+        caption, mark = json.dumps(caption), "|alternatives"
+    else:
+        mark = "|segments" if len(caption.strip().splitlines()) > 1 else ""
     key = f"{video.resolve()}|{st.st_size}|{st.st_mtime_ns}|{caption}{mark}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
@@ -162,15 +172,23 @@ def encode_text(text_encoder, caption: str) -> torch.Tensor:
     return ctx[0, : max(1, int(mask[0].sum()))].float().cpu()
 
 
-def encode_captions(text_encoder, caption: str, seconds: float, what: str = "caption") -> dict[str, torch.Tensor]:
+def _stack(feats: list[torch.Tensor]) -> torch.Tensor:
+    """[N, S, D] from N features [S_i, D], zero-padded to the longest."""
+    s = max(f.shape[0] for f in feats)
+    return torch.stack([torch.nn.functional.pad(f, (0, 0, 0, s - f.shape[0])) for f in feats])
+
+
+def encode_captions(text_encoder, caption, seconds: float, what: str = "caption") -> dict[str, torch.Tensor]:
     """{"ctx": [S, D]} for a one-line caption; for per-segment lines (`START: caption`, see semanticgen_core.schedule)
-    starting before the clip ends (`seconds`): {"ctx": [G, S, D] zero-padded, "ctx_starts": [G] seconds}."""
+    starting before the clip ends (`seconds`): {"ctx": [G, S, D] zero-padded, "ctx_starts": [G] seconds}; for a
+    list of alternatives: {"ctx": the first's [S, D], "ctx_alts": [V, S, D] zero-padded}."""
+    if isinstance(caption, list):
+        feats = [encode_text(text_encoder, c) for c in caption]
+        return {"ctx": feats[0], "ctx_alts": _stack(feats)}
     schedule = [(t, c) for t, c in parse_caption(caption, what) if t < seconds]
     if len(schedule) == 1:
         return {"ctx": encode_text(text_encoder, schedule[0][1])}
-    feats = [encode_text(text_encoder, c) for _, c in schedule]
-    s = max(f.shape[0] for f in feats)
-    ctx = torch.stack([torch.nn.functional.pad(f, (0, 0, 0, s - f.shape[0])) for f in feats])  # [G, S, D]
+    ctx = _stack([encode_text(text_encoder, c) for _, c in schedule])  # [G, S, D]
     return {"ctx": ctx, "ctx_starts": torch.tensor([t for t, _ in schedule], dtype=torch.float32)}
 
 
@@ -221,6 +239,26 @@ def encode_clip(path: Path, caption: str, cfg: PrepareConfig, components) -> tup
     if cfg.foreground_mask == "row-median":
         clip["fg_mask"] = foreground_mask(frames, tuple(latents.shape[1:]))
     return clip, {"num_frames": n, "height": h, "width": w, "sem_frames": sem_frames}
+
+
+def reusable_videos(folder: Path, known: dict) -> dict[str, str]:
+    """Resolved video path -> id of a cached entry of that video, for videos unchanged since (the entry's id comes
+    out again from the file's size and mtime): a new caption of such a video re-encodes only its text."""
+    out = {}
+    for sid, e in known.items():
+        video = Path(e["video"])
+        if video.is_file() and (folder / e["shard"]).is_file() and sample_id(video, e["caption"]) == sid:
+            out[str(video.resolve())] = sid
+    return out
+
+
+def recaption_clip(folder: Path, sid: str, entry: dict, caption, cfg: PrepareConfig, text_encoder):
+    """encode_clip's result for a new caption of a cached video: its tensors read back, only the text encoded."""
+    with safe_open(str(folder / entry["shard"]), framework="pt") as f:
+        clip = {k: f.get_tensor(f"{sid}.{k}").float() for k in VIDEO_TENSORS if k in entry["shapes"]}
+    info = {k: entry[k] for k in ("num_frames", "height", "width", "sem_frames")}
+    clip.update(encode_captions(text_encoder, caption, info["num_frames"] / cfg.vae_fps, entry["video"]))
+    return clip, info
 
 
 def specs(cfg: PrepareConfig, sem_encoder, clip: dict, info: dict, vae=None) -> dict:
@@ -278,7 +316,8 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
         int(q.stem[len(prefix) :]) for q in folder.glob(f"{prefix}*.safetensors") if q.stem[len(prefix) :].isdigit()
     ]
     shard_no = 1 + max(numbers, default=-1)  # never reused
-    pending, skipped, encoded, t0 = {}, [], 0, time.perf_counter()
+    pending, skipped, encoded, text_only, t0 = {}, [], 0, 0, time.perf_counter()
+    reusable = None  # reusable_videos(), computed once something needs encoding
 
     def flush():
         nonlocal shard_no
@@ -303,8 +342,15 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
         sid = sample_id(video, caption) if video.is_file() else None
         if sid is not None and (sid in known or sid in pending):
             continue
+        if reusable is None:
+            reusable = reusable_videos(folder, known)
+        old = reusable.get(str(video.resolve())) if sid is not None else None
         try:
-            clip, info = encode_clip(video, caption, cfg, components)
+            if old is not None:
+                clip, info = recaption_clip(folder, old, known[old], caption, cfg, components[2])
+                text_only += 1
+            else:
+                clip, info = encode_clip(video, caption, cfg, components)
         except (VideoReadError, ClipError, ScheduleError) as err:  # each names the file and the reason
             skipped.append({"video": str(video), "reason": str(err)})
             tqdm.write(f"skipped {video}: {err}")
@@ -318,6 +364,8 @@ def prepare(cfg: PrepareConfig, pairs: list[tuple[Path, str]], out: str | Path, 
         if len(pending) >= cfg.shard_size:
             flush()
     flush()
+    if text_only:
+        print(f"prepare {rank}/{world}: {text_only} of the encoded clips had a new caption only (video tensors reused)")
     seconds = time.perf_counter() - t0
     own.update(skipped=skipped, encoded=encoded, seconds=seconds)
     if world > 1:

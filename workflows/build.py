@@ -46,6 +46,7 @@ QWEN = {"kind": "qwen2_5_vl", "weights": "Qwen2.5-VL-7B-Instruct", "dtype": "aut
 WAN_NEGATIVE = "static, blurry, low quality, worst quality, deformed, watermark, subtitles"
 SAMPLER_EMBEDDED = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # stage B; stage A unguided (train/embedded.py PLAN_SAMPLER)
 PLAN_SAMPLER_EMBEDDED = {**SAMPLER_EMBEDDED, "cfg": 1.0}
+TRANSFER_SAMPLER_EMBEDDED = {**SAMPLER_EMBEDDED, "cfg": 3.0}  # stage B on a reference's plan (TRANSFER_SAMPLER)
 SAMPLER_WAN = {"steps": 30, "cfg": 6.0, "shift": 8.0}
 
 NOTE_EMBEDDED = (
@@ -384,7 +385,7 @@ def reference_transfer(specs, nodes, wan: bool) -> Graph:
         )
     texts = text_nodes(g, prompt, WAN_NEGATIVE if wan else "", wan)
     pos, neg = texts[-2:]
-    sampler = SAMPLER_WAN if wan else SAMPLER_EMBEDDED
+    sampler = SAMPLER_WAN if wan else TRANSFER_SAMPLER_EMBEDDED
     latent = g.node("SemanticToLatent", {"plan_noise": 0.1, **sampler, "seed": 42})
     g.link(enc, "encoder", ref, "encoder")
     g.link(model, "model", ref, "model")

