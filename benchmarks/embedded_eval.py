@@ -197,6 +197,30 @@ def vae_per_colour(pipe, probe, n=8, seed=0) -> dict:
     return out
 
 
+def vae_scores(vae, probe, n: int, seed: int) -> dict:
+    """A VAE on n held-out 2 s clips and n 8 s clips (rng seed `seed`): PSNR of the 8 s ones, the probe on the
+    reconstructions (2 s clips; the last 2 s of 8 s clips), edge sharpness of the 2 s reconstructions and clips."""
+    rng = np.random.default_rng(seed)
+    psnrs, recon_hits, sharp = [], {}, {"recon": [], "real": []}
+    for name, seconds in (("2s", 2.0), ("8s_tail", 8.0)):
+        clips = [sample_scene(rng, "heldout", seconds) for _ in range(n)]
+        recs = []
+        for scene in clips:
+            x = render(scene, seconds, fps=FPS, num_frames=round(seconds * FPS) + 1)
+            with torch.no_grad():
+                rec = video_to_uint8(vae.decode(vae.encode(frames_to_video(x))))[0]
+            if name == "8s_tail":
+                psnrs.append(metrics.psnr(rec, x))
+            else:
+                sharp["recon"].append(metrics.edge_sharpness(rec))
+                sharp["real"].append(metrics.edge_sharpness(x))
+            recs.append(rec[-17:])
+        h = attribute_hits(probe, recs, [{k: getattr(s, k) for k in ATTRS} for s in clips])
+        recon_hits[name] = {k: rate(h[k]) for k in ATTRS}
+    return {"psnr_8s_mean": float(np.mean(psnrs)), "psnr_8s_min": float(np.min(psnrs)), "probe": recon_hits,
+            "sharpness_recon": float(np.mean(sharp["recon"])), "sharpness_real": float(np.mean(sharp["real"]))}  # fmt: skip
+
+
 def transfer_scores(pipe, probe, n: int, seed: int, plan_noise: float | None = None) -> dict:
     """Reference transfer on n held-out references (rng seed `seed`): "a <colour> <shape>" of another colour and
     shape than the reference's; the motion kept, the prompt's colour and shape taken, frames with a trace of the
@@ -275,27 +299,9 @@ def main(args):
                     "real": float(np.mean([metrics.temporal_flickering(v) for v in real]))}  # fmt: skip
 
     # 4a. the VAE: PSNR on held-out 8 s clips; the probe on reconstructions (2 s clips, last 2 s of 8 s clips)
-    rng = np.random.default_rng(args.seed + 2)
-    psnrs, recon_hits = [], {"2s": {k: [] for k in ATTRS}, "8s_tail": {k: [] for k in ATTRS}}
-    sharp = {"recon": [], "real": []}  # edge sharpness of 2 s reconstructions and of their real clips
-    for name, seconds, n in (("2s", 2.0, args.n_vae), ("8s_tail", 8.0, args.n_vae)):
-        clips = [sample_scene(rng, "heldout", seconds) for _ in range(n)]
-        recs = []
-        for scene in clips:
-            x = render(scene, seconds, fps=FPS, num_frames=round(seconds * FPS) + 1)
-            with torch.no_grad():
-                rec = video_to_uint8(pipe.vae.decode(pipe.vae.encode(frames_to_video(x))))[0]
-            if name == "8s_tail":
-                psnrs.append(metrics.psnr(rec, x))
-            else:
-                sharp["recon"].append(metrics.edge_sharpness(rec))
-                sharp["real"].append(metrics.edge_sharpness(x))
-            recs.append(rec[-17:])
-        h = attribute_hits(probe, recs, [{k: getattr(s, k) for k in ATTRS} for s in clips])
-        recon_hits[name] = {k: rate(h[k]) for k in ATTRS}
-    r["sharpness"].update(vae_reconstruction=float(np.mean(sharp["recon"])), vae_real=float(np.mean(sharp["real"])))
-    r["vae"] = {"psnr_8s_mean": float(np.mean(psnrs)), "psnr_8s_min": float(np.min(psnrs)), "probe": recon_hits,
-                "per_colour": vae_per_colour(pipe, probe, seed=args.seed)}  # fmt: skip
+    vae = vae_scores(pipe.vae, probe, args.n_vae, args.seed + 2)
+    r["sharpness"].update(vae_reconstruction=vae.pop("sharpness_recon"), vae_real=vae.pop("sharpness_real"))
+    r["vae"] = {**vae, "per_colour": vae_per_colour(pipe, probe, seed=args.seed)}
 
     # 4b. the encoder and the compressed plan: linear read-outs
     r["linear_probe"] = linear_probe_scores(pipe, seed=args.seed)

@@ -132,3 +132,18 @@ def test_a_wider_decoder_trains_on_the_same_latents(tmp_path):
     with torch.no_grad():
         assert torch.equal(before.encode(video), after.encode(video))
         assert after.decode(after.encode(video)).shape == video.shape
+
+
+def test_vae_spatial_factor_4_halves_the_downsampling(tmp_path):
+    from semanticgen_core.vae import WanVAE, frames_to_video, load_vae
+
+    pretrain.main(pretrain.parse_args(["vae", "--out", str(tmp_path), "--spatial-factor", "4", "--clips", "2",
+                                       "--frames", "5", "--batch-size", "1", "--warmup-steps", "1", "--max-steps",
+                                       "1", "--log-every", "1", "--seed", "0"]))  # fmt: skip
+    video = frames_to_video(np.zeros((5, 64, 64, 3), np.uint8))
+    with torch.no_grad():
+        four = load_vae(tmp_path / "shapes_vae.safetensors").encode(video).shape
+        eight = WanVAE.from_config(pretrain.VAE_CONFIG).encode(video).shape  # the shipped geometry
+    assert four[2:] == (2, 16, 16) and eight[2:] == (2, 8, 8)  # time stays 4x: 5 frames -> 2 latent frames
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["vae", "--out", str(tmp_path), "--spatial-factor", "2"])

@@ -44,6 +44,9 @@ VAE_CONFIG = dict(
     base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
     attn_scales=[],
 )  # fmt: skip
+# --spatial-factor 4 (an experiment, not the shipped geometry): one downsampling level fewer, time still 4x
+VAE_LEVELS = {8: dict(dim_mult=[1, 2, 4, 4], temperal_downsample=[False, True, True]),
+              4: dict(dim_mult=[1, 2, 4], temperal_downsample=[True, True])}  # fmt: skip
 ENCODER_CONFIG = dict(
     depth=3, hidden_size=96, num_heads=4, intermediate_size=192, patch_size=16, spatial_merge_size=4,
     temporal_patch_size=2, out_hidden_size=64, window_size=64, fullatt_block_indexes=[0, 1, 2], in_channels=3,
@@ -250,7 +253,7 @@ def main(args) -> dict:
                 vae = widen_decoder(vae, args.decoder_base_dim)
             vae.model.requires_grad_(True)
         else:
-            vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim))
+            vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim, **VAE_LEVELS[args.spatial_factor]))
         model = VAEObjective(vae.model, args.kl_weight, args.object_weight, args.decoder_only)
         data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
         export = functools.partial(export_vae, config=vae.config, keep_stats=args.decoder_only)
@@ -283,6 +286,10 @@ def parse_args(argv=None):
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
     p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
+    p.add_argument(
+        "--spatial-factor", type=int, default=8, choices=sorted(VAE_LEVELS),
+        help="VAE: pixels per latent cell (8: the shipped geometry; 4: one level fewer, an experiment)",
+    )  # fmt: skip
     p.add_argument("--init", default=None, help="VAE: start from this trained VAE (.safetensors) instead of random")
     p.add_argument("--decoder-only", action="store_true", help="VAE: train only the decoder of --init (latents kept)")
     p.add_argument(
