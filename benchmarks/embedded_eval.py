@@ -16,7 +16,9 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
    encoder (linear probes of attributes and positions on its features and on the compressed plan), stage B given
    real plans (plans encoded from held-out clips), stage A's plans (the full pipeline = row 2)
 5. reference transfer: keeps the reference's motion [>= 95 %], takes the prompt's colour [>= 90 %], frames with a
-   trace of the reference's colour (against the rate in real renders of the prompt's scene) [none visible]
+   trace of the reference's colour (against the rate in real renders of the prompt's scene, and in text-to-video of
+   the same prompts and seeds without a reference) [none visible]; with the manifest's re-planning, the same
+   references with the plan as encoded
 6. 60 s videos: the character kept per 4 s segment [>= 95 %]; stage A's share of the wall time [<= 10 %]
 7. the README's 2 s command end to end through the CLI [<= 15 s]
 
@@ -221,24 +223,31 @@ def vae_scores(vae, probe, n: int, seed: int) -> dict:
             "sharpness_recon": float(np.mean(sharp["recon"])), "sharpness_real": float(np.mean(sharp["real"]))}  # fmt: skip
 
 
-def transfer_scores(pipe, probe, n: int, seed: int, plan_noise: float | None = None) -> dict:
+def transfer_scores(
+    pipe, probe, n: int, seed: int, plan_noise: float | None = None, replan: float | None = None, control: bool = False
+) -> dict:
     """Reference transfer on n held-out references (rng seed `seed`): "a <colour> <shape>" of another colour and
     shape than the reference's; the motion kept, the prompt's colour and shape taken, frames with a trace of the
-    reference's colour (and the same in real renders of the prompt's scene)."""
+    reference's colour (and the same in real renders of the prompt's scene; with `control`, in text-to-video of the
+    same prompt and seed without any reference: the generator's own stray pixels of that colour)."""
     sem_fps = pipe.config.semantic.fps
     rng = np.random.default_rng(seed)
-    refs, gens, colour_ok, shape_ok, trace_gen, trace_real = [], [], [], [], [], []
+    refs, gens, colour_ok, shape_ok, trace_gen, trace_real, trace_t2v, bg_ok = [], [], [], [], [], [], [], []
     for i in range(n):
         scene = sample_scene(rng, "heldout")
         ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
         color = [c for c in COLORS if c != scene.color][i % 5]
         shape = [s for s in SHAPES if s != scene.shape][i % 2]
         out = pipe(f"a {color} {shape}", seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref,
-                   plan_noise=plan_noise)[0]  # fmt: skip
+                   plan_noise=plan_noise, replan=replan)[0]  # fmt: skip
+        if control:
+            t2v = pipe(f"a {color} {shape}", seconds=2.0, height=SIZE, width=SIZE, seed=i)[0]
+            trace_t2v.append(metrics.colour_trace(t2v, COLORS[scene.color]))
         refs.append(render(scene, 2.0, fps=FPS, num_frames=17))
         gens.append(out)
         pred = probe.predict(out)
         colour_ok.append(pred["color"] == color)
+        bg_ok.append(metrics.background_of(out) == scene.background)
         shape_ok.append(pred["shape"] == shape)
         target = render(scene.__class__(**{**scene.__dict__, "color": color, "shape": shape}), 2.0, FPS)
         trace_gen.append(metrics.colour_trace(out, COLORS[scene.color]))
@@ -248,8 +257,10 @@ def transfer_scores(pipe, probe, n: int, seed: int, plan_noise: float | None = N
         "motion_kept": rate([a["motion"] == b["motion"] for a, b in zip(preds[: len(refs)], preds[len(refs) :])]),
         "prompt_colour": rate(colour_ok),
         "prompt_shape": rate(shape_ok),
+        "background_kept": rate(bg_ok),
         "reference_colour_trace_frames": float(np.mean(trace_gen)),
         "reference_colour_trace_frames_real": float(np.mean(trace_real)),
+        **({"reference_colour_trace_frames_t2v": float(np.mean(trace_t2v))} if control else {}),
     }
 
 
@@ -309,7 +320,7 @@ def main(args):
     # 4c. stage B given real plans: plans encoded from held-out clips, the clip's own caption, stage B sampled as
     # in row 2 (not with the transfer sampler), so that only the plan's source differs
     sem_fps, config = pipe.config.semantic.fps, pipe.config
-    pipe.config = replace(config, transfer_sampler=None)
+    pipe.config = replace(config, transfer_sampler=None, transfer_replan=0.0)
     real_plan_hits, real_plan_sharp = {k: [] for k in ATTRS}, []
     for i in range(args.n_ref):
         scene, text = world.scene(i)
@@ -324,7 +335,9 @@ def main(args):
     r["sharpness"]["stage_b_real_plans"] = float(np.mean(real_plan_sharp))
 
     # 5. reference transfer: layout and motion from the reference, colour and shape from the prompt
-    r["transfer"] = transfer_scores(pipe, probe, args.n_ref, args.seed + 1)
+    r["transfer"] = transfer_scores(pipe, probe, args.n_ref, args.seed + 1, control=True)
+    if pipe.config.transfer_replan > 0:  # the same references with the reference's plan as encoded (no stage A)
+        r["transfer_as_encoded"] = transfer_scores(pipe, probe, args.n_ref, args.seed + 1, replan=0.0)
 
     # 6. one-minute videos: the character per 4 s segment; the wall time of each stage
     long_world = ShapesWorld(n=args.n_long, seed=args.seed + 3, split="heldout", paraphrase=0.0)
@@ -418,8 +431,15 @@ def print_table(r: dict) -> None:
         ("reference transfer keeps the motion", fmt(tr["motion_kept"]), ">= 95 %"),
         ("reference transfer takes the prompt's colour", fmt(tr["prompt_colour"]), ">= 90 %"),
         ("reference transfer takes the prompt's shape", fmt(tr["prompt_shape"]), "-"),
-        ("frames with a trace of the reference's colour (real renders of the prompt: same)",
-         f"{tr['reference_colour_trace_frames']:.0%} ({tr['reference_colour_trace_frames_real']:.0%})", "none"),
+        ("reference transfer keeps the reference's background", fmt(tr["background_kept"]), "-"),
+        ("frames with a trace of the reference's colour (real renders of the prompt; text-to-video of the prompt, "
+         "same seeds, no reference)", f"{tr['reference_colour_trace_frames']:.0%} "
+         f"({tr['reference_colour_trace_frames_real']:.0%}; {tr['reference_colour_trace_frames_t2v']:.0%})", "none"),
+        *([("the same references, the plan as encoded (no re-planning): motion / colour / shape / background; trace",
+            (lambda t: " / ".join(f"{t[k]['rate']:.0%}" for k in ("motion_kept", "prompt_colour", "prompt_shape",
+                                                                   "background_kept"))
+             + f"; {t['reference_colour_trace_frames']:.0%}")(r["transfer_as_encoded"]), "-")]
+          if "transfer_as_encoded" in r else []),
         ("60 s videos keep their character (4 s segments)", fmt(lg["character_kept"]), ">= 95 %"),
         ("60 s: stage A's share of the wall time (plan / latents / decode s)",
          f"{lg['stage_a_share']:.1%} ({lg['seconds']['plan']:.1f} / {lg['seconds']['latents']:.1f} / "

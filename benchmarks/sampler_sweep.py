@@ -3,12 +3,13 @@
 Tunes on prompt seeds other than the evaluation's (embedded_eval.py uses seed 0), so the shipped defaults are not
 fitted to the numbers the README reports. Each setting is one line of JSON; unset keys keep the shipped value
 (a: stage A's CFG, b: stage B's CFG, steps, shift_a, shift_b, noise: plan noise; with `--task transfer` the
-stage-B keys set the manifest's transfer_sampler). `--task transfer` measures
-reference transfer instead (embedded_eval.transfer_scores: the motion kept, the prompt's colour, the reference's
-colour trace; stage A is not used).
+stage-B keys set the manifest's transfer_sampler, r: the flow time stage A re-plans the reference's plan from, 0:
+as encoded, ra: stage A's CFG while re-planning). `--task transfer` measures reference transfer instead
+(embedded_eval.transfer_scores: the motion kept, the prompt's colour and shape, the reference's colour trace).
 
     python benchmarks/sampler_sweep.py --n 200 --seed 1 --settings '[{"a": 4, "b": 4}, {"a": 1, "b": 4}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 11 --settings '[{"b": 4}, {"b": 8}]'
+    python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 12 --settings '[{"r": 0}, {"r": 0.2, "ra": 3}]'
 """
 
 import argparse
@@ -29,7 +30,7 @@ from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
 from semanticgen_core.lab.world import ShapesWorld, parse_caption  # noqa: E402
 
-KEYS = {"a", "b", "steps", "shift_a", "shift_b", "noise"}
+KEYS = {"a", "b", "steps", "shift_a", "shift_b", "noise", "r", "ra"}
 
 
 def with_settings(config, s: dict):
@@ -45,7 +46,10 @@ def with_settings(config, s: dict):
     a = config.sem_sampler
     a = replace(a, cfg=s.get("a", a.cfg), steps=s.get("steps", a.steps), shift=s.get("shift_a", a.shift))
     transfer = stage_b(config.transfer_sampler or config.lat_sampler)
-    return replace(config, sem_sampler=a, lat_sampler=stage_b(config.lat_sampler), transfer_sampler=transfer)
+    r = config.replan_sampler or config.sem_sampler
+    r = replace(r, cfg=s.get("ra", r.cfg), steps=s.get("steps", r.steps), shift=s.get("shift_a", r.shift))
+    return replace(config, sem_sampler=a, lat_sampler=stage_b(config.lat_sampler), transfer_sampler=transfer,
+                   transfer_replan=s.get("r", config.transfer_replan), replan_sampler=r)  # fmt: skip
 
 
 def main(args) -> list[dict]:

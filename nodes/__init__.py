@@ -13,6 +13,7 @@ from .plans import (
     LoadSemanticPlan,
     RegeneratePlanRange,
     RepeatSemanticPlan,
+    ReplanSemanticPlan,
     SaveSemanticPlan,
     SemanticGenPromptSchedule,
     SemanticGenPromptScheduleText,
@@ -50,6 +51,7 @@ NODE_CLASS_MAPPINGS = {
     "RepeatSemanticPlan": RepeatSemanticPlan,
     "BlendSemanticPlans": BlendSemanticPlans,
     "RegeneratePlanRange": RegeneratePlanRange,
+    "ReplanSemanticPlan": ReplanSemanticPlan,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SemanticGenModelLoader": "SemanticGen Model Loader",
@@ -73,4 +75,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RepeatSemanticPlan": "Repeat Semantic Plan",
     "BlendSemanticPlans": "Blend Semantic Plans",
     "RegeneratePlanRange": "Regenerate Plan Range (stage A)",
+    "ReplanSemanticPlan": "Re-plan with Prompt (stage A)",
 }

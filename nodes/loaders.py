@@ -110,7 +110,7 @@ def text_encoder(max_length: int):
 def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> SemanticGenModel:
     """A SemanticGenModel from dropdown names (the embedded model or files in models/semanticgen/), with the
     LoRAs, offloading, compilation and attention backend of `runtime` (a RuntimeConfig) applied."""
-    from ..semanticgen_core.lab.embedded import embedded_path, manifest, samplers
+    from ..semanticgen_core.lab.embedded import embedded_path, manifest, replan_settings, samplers
     from ..semanticgen_core.models import build_pipeline
     from ..semanticgen_core.vae import latent_space_stats
 
@@ -122,8 +122,10 @@ def load_model(stage1: str, stage2: str, dtype: torch.dtype, runtime=None) -> Se
     (sampler, plan_sampler, transfer_sampler), noise = (
         (samplers(manifest()), manifest()["plan_noise"]) if embedded else ((None,) * 3, 0.1)
     )
+    replan, replan_sampler = replan_settings(manifest()) if embedded else (0.0, None)
     pipe = build_pipeline(path(stage1, "stage1"), s2, None, None, None, sampler, noise, cc.offload_device(), dtype,
-                          plan_sampler=plan_sampler, transfer_sampler=transfer_sampler)  # fmt: skip
+                          plan_sampler=plan_sampler, transfer_sampler=transfer_sampler, transfer_replan=replan,
+                          replan_sampler=replan_sampler)  # fmt: skip
     if runtime is not None:
         from ..semanticgen_core.runtime import configure_pipeline
 

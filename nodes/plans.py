@@ -2,14 +2,14 @@
 semanticgen_core function (schedule, plan_io, plan_edit), wraps the result.
 
 CONDITIONING x N ─ Prompt Schedule ─ CONDITIONING (schedule) ─ Generate Semantic Plan / stage-B samplers (positive)
-SEMANTIC_PLAN ─ Save / Take Range / Splice / Repeat / Blend / Regenerate Range ─ SEMANTIC_PLAN
+SEMANTIC_PLAN ─ Save / Take Range / Splice / Repeat / Blend / Regenerate Range / Re-plan ─ SEMANTIC_PLAN
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..semanticgen_core import plan_edit
+from ..semanticgen_core import flow, plan_edit
 from ..semanticgen_core.config import SamplerConfig
 from ..semanticgen_core.plan_io import check_plan, load_plan, save_plan
 from ..semanticgen_core.schedule import parse_schedule
@@ -18,6 +18,19 @@ from .convert import StepProgress, make_conditioning, plan_from_core, plan_to_co
 from .sampling import MODEL, NEGATIVE, PLAN, PLAN_CFG, POSITIVE, SEED, SHIFT, STEPS, number, text_pair
 
 SECONDS_AT = number("FLOAT", 0.0, 0.0, 600.0, "Time in the plan, seconds.", step=0.25)
+REPLAN_T = number(
+    "FLOAT", 0.2, 0.0, 1.0,
+    "Flow time the plan is noised to before stage A re-samples it with the prompt (like a sampler's denoise): "
+    "0 keeps the plan, 1 makes a new one. The embedded model on a reference's plan: 0.2 at cfg 3 took the prompt's "
+    "colour in 90 % of held-out references (77 % as encoded) and kept the motion; from 0.5 the motion drifts.",
+    step=0.05,
+)  # fmt: skip
+REPLAN_CFG = number(
+    "FLOAT", 3.0, 1.0, 30.0,
+    "Stage A's guidance scale while re-planning (1 = none). The embedded model: 3 took the prompt's colour more "
+    "often than 1 or 2 at the same motion kept (README, Sampling).",
+    step=0.1,
+)  # fmt: skip
 CROSSFADE = number("INT", 1, 0, 64, "Semantic frames mixed across the cut (0: a hard cut).")
 SCHEDULE_SLOTS = 4  # prompts of the CONDITIONING schedule node
 
@@ -249,4 +262,38 @@ class RegeneratePlanRange:
             dev = dict(device=pipe.device, dtype=pipe.dtype)
             out = plan_edit.regenerate(pipe, p, start, end, ctx.to(**dev), uncond.to(**dev),
                                        SamplerConfig(steps, cfg, shift), generator, StepProgress(steps), starts)  # fmt: skip
+        return (plan_from_core(out),)
+
+
+class ReplanSemanticPlan:
+    """Stage A again over the whole plan, from the plan noised to a flow time (SDEdit on the plan)."""
+
+    CATEGORY = "SemanticGen"
+    DESCRIPTION = (
+        "Re-samples a plan with a new prompt from the plan noised to `denoise`: what the noise drowns (a reference "
+        "video's colour) follows the prompt, what survives it (layout, motion) is kept."
+    )
+    RETURN_TYPES = ("SEMANTIC_PLAN",)
+    RETURN_NAMES = ("plan",)
+    OUTPUT_TOOLTIPS = ("The re-planned plan, same length and size.",)
+    FUNCTION = "replan"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {"model": MODEL, "plan": PLAN, "positive": POSITIVE, "negative": NEGATIVE, "denoise": REPLAN_T}
+        required.update(steps=STEPS, cfg=REPLAN_CFG, shift=SHIFT, seed=SEED)
+        return {"required": required}
+
+    def replan(self, model, plan, positive, negative, denoise, steps, cfg, shift, seed):
+        pipe, p = model.pipeline, plan_to_core(plan)
+        if pipe.sem_generator is None:
+            raise ValueError(f"model {model.name} was loaded without a stage-2 semantic generator; pick one")
+        check_plan(p, model.semantic, model.video, f"{plan['source']} plan vs model {model.name}")
+        ctx, uncond, starts = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        n = len(flow.schedule_from(denoise, steps, shift)) - 1 if denoise < 1 else steps  # the steps below denoise
+        with cc.on_device(pipe.sem_generator, pipe.lat_generator):
+            dev = dict(device=pipe.device, dtype=pipe.dtype)
+            out = plan_edit.replan(pipe, p, denoise, ctx.to(**dev), uncond.to(**dev), SamplerConfig(steps, cfg, shift),
+                                   generator, StepProgress(n), starts)  # fmt: skip
         return (plan_from_core(out),)

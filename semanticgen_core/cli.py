@@ -38,6 +38,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
             checks.size(args.height or 16, args.width or 16, ("--height", "--width"))
         if args.steps is not None:
             checks.number("--steps", args.steps, 1, checks.MAX_STEPS, integer=True)
+        if args.replan is not None:
+            checks.number("--replan", args.replan, 0.0, 1.0)
         for flag, value in (("--cfg", args.cfg), ("--plan-cfg", args.plan_cfg)):
             if value is not None:
                 checks.number(flag, value, *checks.CFG_RANGE)
@@ -57,6 +59,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         _fail(parser, f"--plan {args.plan}: no such file")
     if args.plan and args.reference:
         _fail(parser, "--plan and --reference both give the plan; use one")
+    if args.replan and not (args.plan or args.reference):
+        _fail(parser, f"--replan {args.replan:g} re-samples a given plan: use it with --reference or --plan")
     if args.save_plan is not None and not args.save_plan.endswith(".safetensors"):
         _fail(parser, f"--save-plan {args.save_plan!r}: a plan file is .safetensors; give a path ending in it")
     from .schedule import ScheduleError, check_schedule, parse_schedule
@@ -126,7 +130,7 @@ def generate(args) -> Path:
     """Run the two stages and stream the decoded frames into an mp4."""
     from tqdm.auto import tqdm
 
-    from . import checks
+    from . import checks, flow
     from .checkpoint import CheckpointError
     from .config import SamplerConfig
     from .plan_io import SemanticPlan, check_plan, load_plan, save_plan
@@ -140,14 +144,19 @@ def generate(args) -> Path:
     cfg = pipe.config
     height, width = args.height or info["height"], args.width or info["width"]
     lat = cfg.transfer_sampler if args.reference and cfg.transfer_sampler else cfg.lat_sampler  # on a reference's plan
-    sampler, plan_sampler = (  # stage B's, stage A's: each the model's default unless a flag sets it
+    sampler, plan_sampler, replan_sampler = (  # stage B's, stage A's (new, re-sampled plan): model's unless flags
         SamplerConfig(
             steps=args.steps or s.steps,
             cfg=s.cfg if cfg_flag is None else cfg_flag,
             shift=s.shift if args.shift is None else args.shift,
         )
-        for s, cfg_flag in ((lat, args.cfg), (cfg.sem_sampler, args.plan_cfg))
+        for s, cfg_flag in (
+            (lat, args.cfg),
+            (cfg.sem_sampler, args.plan_cfg),
+            (cfg.replan_sampler or cfg.sem_sampler, args.plan_cfg),
+        )  # fmt: skip
     )
+    replan = args.replan if args.replan is not None else cfg.transfer_replan if args.reference else 0.0
     generator = checks.generator(args.seed, "--seed")
     ctx, uncond, starts = pipe.encode_schedule(args.schedule, args.negative_prompt)  # ctx [1, G, S, D]
 
@@ -176,11 +185,16 @@ def generate(args) -> Path:
     latent_shape = cfg.video.latent_shape(seconds, height, width)
     window = args.window or (info.get("window") if latent_shape[1] > (info.get("window") or math.inf) else None)
 
+    if z_sem is not None and replan > 0:
+        plan_steps = len(flow.schedule_from(replan, replan_sampler.steps, replan_sampler.shift)) - 1
     bar = tqdm(total=plan_steps + sampler.steps, desc="generate", unit="step", disable=args.quiet)
     callback = lambda _info: bar.update(1)  # noqa: E731
     if z_sem is None:
         grid = pipe.plan_grid(seconds, height, width)
         z_sem = pipe.generate_plan(ctx, uncond, grid, plan_sampler, generator, callback, starts)
+    elif replan > 0:  # stage A re-samples the given plan with the prompt from flow time `replan`
+        z_sem = pipe.generate_plan(ctx, uncond, tuple(z_sem.shape[2:]), replan_sampler, generator, callback, starts,
+                                   init=z_sem, replan=replan)  # fmt: skip
     if args.save_plan:
         source = "file" if args.plan else "reference" if args.reference else "generated"
         save_plan(args.save_plan, SemanticPlan(z_sem, cfg.semantic, cfg.video, seconds, height, width, source,
@@ -223,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--plan-cfg", type=float, default=None,
         help="stage A's guidance scale (default: the model's; the embedded model's is 1, unguided)",
+    )  # fmt: skip
+    g.add_argument(
+        "--replan", type=float, default=None,
+        help="with --reference or --plan: stage A re-samples that plan with the prompt from this flow time in [0, 1] "
+        "(0: as given; larger: more follows the prompt, less of the plan's layout and motion is kept; default: the "
+        "model's for --reference, the embedded model's is 0.2, else 0)",
     )  # fmt: skip
     g.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's)")
     g.add_argument("--plan-noise", type=float, default=None, help="noise added to the plan before stage B")

@@ -170,6 +170,8 @@ class PipelineConfig:
     sem_sampler: SamplerConfig = field(default_factory=SamplerConfig)  # stage A
     lat_sampler: SamplerConfig = field(default_factory=SamplerConfig)  # stage B
     transfer_sampler: SamplerConfig | None = None  # stage B on a reference video's plan (None: lat_sampler)
+    transfer_replan: float = 0.0  # > 0: stage A re-samples a reference's plan with the prompt from this flow time
+    replan_sampler: SamplerConfig | None = None  # stage A when it re-samples a plan (None: sem_sampler)
     plan_noise: float = 0.1  # std of the Gaussian added to z_sem before stage B (RAE-style augmentation)
     window: int | None = None  # stage-B attention window in latent frames (None: full attention)
     decode_chunk: int = 4  # latent frames decoded at a time

@@ -95,3 +95,9 @@ def schedule(steps: int, shift: float = 1.0, device: torch.device | str = "cpu")
         raise ValueError(f"steps must be >= 1, got {steps}")
     t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
     return shift_time(t, shift).float()
+
+
+def schedule_from(t0: float, steps: int, shift: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """t0 then the times of schedule(steps, shift) below it [n + 1]: sampling that starts from x_t0 (SDEdit)."""
+    ts = schedule(steps, shift, device)
+    return torch.cat([ts.new_tensor([t0]), ts[ts < t0]])

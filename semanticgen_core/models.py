@@ -146,11 +146,14 @@ def build_pipeline(
     dtype=torch.float32,
     plan_sampler: SamplerConfig | None = None,
     transfer_sampler: SamplerConfig | None = None,
+    transfer_replan: float = 0.0,
+    replan_sampler: SamplerConfig | None = None,
 ) -> SemanticGenPipeline:
     """A pipeline from stage exports plus loaded VAE / text / semantic encoder (checked to fit together).
 
     sampler: default sampling of stage B, and of stage A unless `plan_sampler` gives stage A its own; stage B on a
-    reference video's plan samples with `transfer_sampler` when given."""
+    reference video's plan samples with `transfer_sampler` when given; `transfer_replan` > 0 has stage A re-sample a
+    reference's plan with the prompt from that flow time (with `replan_sampler`, else stage A's)."""
     s1 = load_stage1(stage1, device, dtype)
     s2 = load_stage2(stage2, s1, device, dtype) if stage2 is not None else None
     if semantic_encoder is not None and semantic_encoder.kind != s1.semantic.kind:
@@ -160,7 +163,8 @@ def build_pipeline(
     sampler = sampler or SamplerConfig()
     config = PipelineConfig(
         video=s1.video, semantic=s1.semantic, sem_sampler=plan_sampler or sampler, lat_sampler=sampler,
-        transfer_sampler=transfer_sampler, plan_noise=plan_noise,
+        transfer_sampler=transfer_sampler, plan_noise=plan_noise, transfer_replan=transfer_replan,
+        replan_sampler=replan_sampler,
     )  # fmt: skip
     sem_gen = s2.sem_generator if s2 is not None else None
     return SemanticGenPipeline(sem_gen, s1.lat_generator, s1.compressor, vae, text_encoder, semantic_encoder, config)

@@ -166,14 +166,23 @@ class SemanticGenPipeline:
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
         starts: list[float] | None = None,
+        init: torch.Tensor | None = None,
+        replan: float = 1.0,
     ) -> torch.Tensor:
         """Stage A: sample a compressed plan z_sem [B, k, T_s, H_s, W_s] with full attention and CFG.
 
         ctx: [B, S, D], or [B, G, S, D] with `starts` (seconds) for a prompt schedule: every semantic frame reads
         the text of the segment holding its time, while attention stays global over the whole plan.
+        init (a plan [B or 1, k, T_s, H_s, W_s]) with replan t in (0, 1): start from init noised to flow time t,
+        x_t = (1 - t) init + t eps, and integrate the schedule's times below t (SDEdit on the plan): what the noise
+        at t drowns (fine attributes such as colour) follows the prompt, what survives it (layout, motion) is kept.
         """
         s = sampler or self.config.sem_sampler
         model = self.sem_generator
+        if model is None:
+            raise ValueError(
+                "stage A needs a semantic generator (stage-2 weights); this pipeline was built without one"
+            )
         checks.sampler(s.steps, s.cfg, s.shift)
         batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
         checks.memory(
@@ -181,10 +190,14 @@ class SemanticGenPipeline:
         )
         ctx, extra = self.text_args(ctx, starts, plan_frame_times(grid[0], self.config.semantic))
         x = flow.randn((ctx.shape[0], model.config.in_channels, *grid), generator, self.device)  # float32
+        ts = flow.schedule(s.steps, s.shift, self.device)
+        if init is not None and checks.number("replan", replan, 0.0, 1.0) < 1:
+            ts = flow.schedule_from(replan, s.steps, s.shift, self.device)
+            x = flow.interpolate(init.to(self.device, torch.float32).expand_as(x), x, ts[:1])
         fn = guided(model, ctx, uncond, s.cfg)
         cb = _tagged(callback, "plan")
         with torch.no_grad(), attention_backend(self.config.attention):
-            return sample_euler(fn, x, flow.schedule(s.steps, s.shift, self.device), extra_args=extra, callback=cb)
+            return sample_euler(fn, x, ts, extra_args=extra, callback=cb)
 
     def inpaint_plan(
         self,
@@ -307,12 +320,17 @@ class SemanticGenPipeline:
         plan_noise: float | None = None,
         callback: Callable[[dict], None] | None = None,
         return_latents: bool = False,
+        replan: float | None = None,
     ):
         """Generate videos. Returns uint8 frames [B, F, H, W, 3] (or normalised latents with return_latents).
 
         prompt: one prompt, a batch of prompts, or a prompt schedule [(start_seconds, prompt), ...] (one video whose
         frames follow the prompt of their time span; see schedule.py).
+        replan (with a reference; None: config.transfer_replan): > 0 has stage A re-sample the reference's plan with
+        the prompt, starting at that flow time (generate_plan's init): the prompt replaces what the noise drowns.
         """
+        if replan is not None:
+            checks.number("replan", replan, 0.0, 1.0)
         schedule = prompt if not isinstance(prompt, str) and all(isinstance(p, tuple) for p in prompt) else None
         prompts = [prompt] if isinstance(prompt, str) else [p for _, p in prompt] if schedule else list(prompt)
         generator = checks.generator(seed)
@@ -332,6 +350,10 @@ class SemanticGenPipeline:
         # 2. Semantic plan: generated (stage A) or taken from a reference video
         if reference is not None:
             z_sem = self.plan_from_video(reference).expand(len(prompts), -1, -1, -1, -1)
+            replan = cfg.transfer_replan if replan is None else replan
+            if replan > 0:  # stage A re-samples the reference's plan with the prompt from flow time `replan`
+                z_sem = self.generate_plan(ctx, uncond, tuple(z_sem.shape[2:]), cfg.replan_sampler, generator,
+                                           callback, starts, init=z_sem, replan=replan)  # fmt: skip
         else:
             grid = self.plan_grid(seconds, height, width)
             z_sem = self.generate_plan(ctx, uncond, grid, None, generator, callback, starts)

@@ -1,5 +1,5 @@
-"""Plan edits in time: take a range, splice with a crossfade, repeat, blend, and regenerate a range (stage-A
-inpainting). Each works on `SemanticPlan`s of one plan space and returns a new one whose length (seconds) fits its
+"""Plan edits in time: take a range, splice with a crossfade, repeat, blend, regenerate a range (stage-A
+inpainting), and re-plan the whole plan with a new prompt (stage A from the plan noised to a flow time). Each works on `SemanticPlan`s of one plan space and returns a new one whose length (seconds) fits its
 frames, so stage B renders it as it is.
 
 Time: semantic frame j covers [j, j + 1) * frame_seconds (frame_seconds = temporal_patch / fps of the encoder).
@@ -103,4 +103,16 @@ def regenerate(pipe, plan: SemanticPlan, start: float, end: float | None, ctx, u
     """
     keep = keep_mask(plan, start, end)
     z = pipe.inpaint_plan(ctx, uncond, plan.z, keep, sampler, generator, callback, starts)
+    return plan.with_frames(z.float().cpu(), schedule=plan.schedule)
+
+
+def replan(pipe, plan: SemanticPlan, t: float, ctx, uncond, sampler=None, generator=None, callback=None,
+           starts=None) -> SemanticPlan:  # fmt: skip
+    """Stage A again from the plan noised to flow time t in (0, 1] (SemanticGenPipeline.generate_plan's init): what
+    the noise drowns follows the prompt (a reference's colour, with the embedded model), what survives it (layout,
+    motion) is kept; 0 returns the plan unchanged. ctx / uncond / starts as in regenerate."""
+    if t == 0:
+        return plan
+    z = pipe.generate_plan(ctx, uncond, tuple(plan.z.shape[2:]), sampler, generator, callback, starts,
+                           init=plan.z, replan=t)  # fmt: skip
     return plan.with_frames(z.float().cpu(), schedule=plan.schedule)

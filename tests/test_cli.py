@@ -71,8 +71,11 @@ def test_embedded_build_rejects_a_bad_vae_schedule(tmp_path):
         embedded.main(args)
     (tmp_path / "vae").mkdir()
     (tmp_path / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
-    args = embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "2400"])
-    with pytest.raises(SystemExit, match="2 increasing phase ends"):
+    args = embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "1,2,3,4,5"])
+    with pytest.raises(SystemExit, match="1 to 4 increasing phase ends"):
+        embedded.main(args)
+    args = embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "2400,2000"])
+    with pytest.raises(SystemExit, match="1 to 4 increasing phase ends"):
         embedded.main(args)
 
 
@@ -98,9 +101,33 @@ def test_an_interrupted_training_run_ends_the_build_without_marking_the_step_don
     monkeypatch.setattr(embedded.pretrain, "main", lambda argv: calls.append(argv) or {"stopped_by": "SIGTERM",
                                                                                         "step": 7})  # fmt: skip
     with pytest.raises(SystemExit) as err:
-        embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "10,20"]))
+        embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps",
+                                           "10,20,30,40"]))  # fmt: skip
     assert err.value.code == 143 and len(calls) == 1  # the second phase never started on the unfinished first
     assert not (tmp_path / "decoder" / "done").exists() and not (tmp_path / "build.json").exists()
+
+
+def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, monkeypatch):
+    from train import embedded
+
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
+    calls = []
+    monkeypatch.setattr(embedded.pretrain, "parse_args", lambda argv: argv)
+    monkeypatch.setattr(embedded.pretrain, "main", lambda argv: calls.append(argv) or {})
+    (tmp_path / "decoder").mkdir()  # what the first training run makes
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "10,20,30,40"]))
+    assert len(calls) == len(embedded.DECODER_PHASES) == 4 and (tmp_path / "decoder" / "done").exists()
+    for argv, (frames, _, _, decay, edge) in zip(calls, embedded.DECODER_PHASES):
+        assert argv[argv.index("--frames") + 1] == str(frames) and ("--decay-steps" in argv) == decay
+        assert (argv[argv.index("--edge-weight") + 1] == str(edge)) if edge else "--edge-weight" not in argv
+    assert [e for *_, e in embedded.DECODER_PHASES] == [0, 0, 5, 5]
+    assert [argv[argv.index("--max-steps") + 1] for argv in calls] == ["10", "20", "30", "40"]
+    assert embedded.parse_args(["--work", "w"]).decoder_steps == "4000,4200"  # the shipped build: no edge phases
+    (tmp_path / "decoder" / "done").unlink()
+    calls.clear()
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "10,20"]))
+    assert len(calls) == 2 and not any("--edge-weight" in argv for argv in calls)
 
 
 def test_embedded_build_records_commands_without_machine_paths(tmp_path):
@@ -134,16 +161,18 @@ def test_generate_a_short_clip_with_the_shipped_model(tmp_path, capsys):
 
 
 def test_each_stage_samples_with_its_own_guidance(tmp_path, monkeypatch):
-    from semanticgen_core.lab.embedded import samplers
+    from semanticgen_core.lab.embedded import replan_settings, samplers
     from semanticgen_core.pipeline import SemanticGenPipeline
 
     seen = {}
     for name in ("generate_plan", "generate_latents"):
         original = getattr(SemanticGenPipeline, name)
 
-        def spy(self, *args, _name=name, _original=original):
+        def spy(self, *args, _name=name, _original=original, **kwargs):
             seen[_name] = next(a for a in args if hasattr(a, "cfg")).cfg
-            return _original(self, *args)
+            if "replan" in kwargs:
+                seen["replan"] = kwargs["replan"]
+            return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(SemanticGenPipeline, name, spy)
     argv = ["generate", "--prompt", "a red circle", "--seconds", "0.5", "--steps", "1", "--quiet"]
@@ -161,13 +190,18 @@ def test_each_stage_samples_with_its_own_guidance(tmp_path, monkeypatch):
         "1",
         "--quiet",
     ]
-    transfer = samplers(manifest())[2]  # stage B on a reference's plan: its own guidance (no stage A)
+    transfer = samplers(manifest())[2]  # stage B on a reference's plan: its own guidance
+    t, replan = replan_settings(manifest())  # stage A re-plans the reference's plan, with its own guidance
+    assert 0 < t < 1 and replan.cfg != plan.cfg
     seen.clear()
     main(["generate", "--prompt", "a red circle", "--seconds", "0.5", *ref, "--out", str(tmp_path / "c.mp4")])
-    assert seen == {"generate_latents": transfer.cfg} and transfer.cfg != lat.cfg
-    main(["generate", "--prompt", "a red circle", "--seconds", "0.5", *ref, "--cfg", "3", "--out",
+    assert seen == {"generate_plan": replan.cfg, "replan": t, "generate_latents": transfer.cfg}
+    assert transfer.cfg != lat.cfg
+    seen.clear()
+    main(["generate", "--prompt", "a red circle", "--seconds", "0.5", *ref, "--cfg", "3", "--replan", "0", "--out",
           str(tmp_path / "d.mp4")])  # fmt: skip
-    assert seen == {"generate_latents": 3.0}
+    assert seen == {"generate_latents": 3.0}  # --replan 0: the plan as encoded, no stage A
+    assert replan_settings(old) == (0.0, None)
 
 
 def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):

@@ -188,3 +188,16 @@ def test_edge_sharpness_prefers_crisp_renders_and_psnr_and_colour_trace():
     assert edge_sharpness(frames) > 1.3 * edge_sharpness(blurred)
     assert psnr(frames, frames) == float("inf") and 20 < psnr(frames, blurred) < 40
     assert colour_trace(frames, (230, 40, 40)) == 1.0 and colour_trace(frames, (50, 100, 245)) == 0.0
+
+
+def test_background_of_names_each_world_background_and_ignores_the_object():
+    from semanticgen_core.lab.metrics import background_of
+    from semanticgen_core.lab.world import BACKGROUNDS
+
+    for i, bg in enumerate(BACKGROUNDS):
+        frames = render(Scene(["circle", "square"][i % 2], "white", "right", bg, 0.16, 0.3, 0.5, 0.1), 2.0)
+        assert background_of(frames) == bg
+        noisy = np.clip(frames.astype(np.int16) + np.random.default_rng(i).integers(-6, 7, frames.shape), 0, 255)
+        assert background_of(noisy.astype(np.uint8)) == bg  # generation noise does not move it
+    shifted = render(Scene("circle", "red", "still", "black", 0.16, 0.5, 0.5, 0.0), 1.0).astype(np.int16) + 45
+    assert background_of(np.clip(shifted, 0, 255).astype(np.uint8)) == "dark gray"  # a grey-lifted black reads gray

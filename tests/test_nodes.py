@@ -125,7 +125,7 @@ def plan(model, parts):
 
 def test_pack_imports_without_comfyui():
     assert "comfy" not in sys.modules and "folder_paths" not in sys.modules and not cc.IN_COMFY
-    assert set(MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS) and len(MAPPINGS) == 21
+    assert set(MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS) and len(MAPPINGS) == 22
     assert cc.torch_device().type in ("cpu", "cuda") and cc.model_files() == [] and cc.input_videos() == []
 
 

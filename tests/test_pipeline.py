@@ -91,6 +91,31 @@ def test_reference_transfer_samples_stage_b_with_the_transfer_sampler(pipe):
     assert torch.equal(text, pipe("anything", seconds=1.0, height=32, width=32, seed=0, return_latents=True))
 
 
+def test_reference_transfer_replans_the_reference_plan_with_stage_a(pipe):
+    from dataclasses import replace
+
+    ref = np.random.default_rng(1).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    config, plans = pipe.config, []
+    original = pipe.generate_latents
+    pipe.generate_latents = lambda z_sem, *a, **k: (plans.append(z_sem.clone()), original(z_sem, *a, **k))[1]
+    try:
+        kw = dict(seconds=1.0, height=32, width=32, reference=ref, return_latents=True)
+        as_encoded = pipe("a red circle", **kw)  # config.transfer_replan is 0: the reference's plan as encoded
+        pipe.config = replace(config, transfer_replan=0.3, replan_sampler=SamplerConfig(steps=4, cfg=2.0, shift=2.0))
+        replanned = pipe("a red circle", **kw)
+        again = pipe("a red circle", **kw, replan=0.0)  # the call's replan wins over the config's
+        with pytest.raises(ValueError, match=r"replan=-0.1"):
+            pipe("a red circle", **kw, replan=-0.1)
+    finally:
+        pipe.config = config
+        del pipe.generate_latents
+    encoded = pipe.plan_from_video(ref)
+    assert torch.equal(plans[0], encoded) and torch.equal(plans[2], encoded) and torch.equal(as_encoded, again)
+    assert plans[1].shape == encoded.shape and not torch.allclose(plans[1], encoded)
+    assert not torch.allclose(replanned, as_encoded)
+    assert len(plans) == 3  # the bad replan failed before any stage ran
+
+
 def test_reference_clip_lasts_as_long_as_the_reference_unless_capped(pipe):
     frames = np.zeros((9, 40, 48, 3), np.uint8)  # 9 frames at the semantic 2 fps of a 4.5 s reference
     clip, seconds = pipe.reference_clip(frames, 32, 32, duration=4.5)

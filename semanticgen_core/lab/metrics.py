@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .world import COLORS, MOTIONS, SHAPES, parse_caption, render, sample_scene
+from .world import BACKGROUNDS, COLORS, MOTIONS, SHAPES, background_image, parse_caption, render, sample_scene
 
 ATTRIBUTES = {"color": tuple(COLORS), "shape": SHAPES, "motion": MOTIONS}
 
@@ -399,3 +399,13 @@ def colour_trace(frames, rgb, radius: float = 60.0, min_pixels: int = 3) -> floa
     x = np.asarray(frames, np.float32)
     near = np.linalg.norm(x - np.asarray(rgb, np.float32), axis=-1) < radius  # [T, H, W]
     return float(np.mean(near.reshape(len(x), -1).sum(1) >= min_pixels))
+
+
+def background_of(frames) -> str:
+    """The BACKGROUNDS name nearest to a clip's background: the median colour of each pixel row over the clip (the
+    object covers a few pixels of a row) against each background's vertical gradient."""
+    x = np.asarray(frames, np.float32)  # [T, H, W, 3]
+    rows = np.median(x, axis=(0, 2))  # [H, 3]
+    names = list(BACKGROUNDS)
+    grads = np.stack([background_image(b, x.shape[1], 1)[:, 0] for b in names])  # [N, H, 3]
+    return names[int(((grads - rows[None]) ** 2).sum(-1).mean(-1).argmin())]
