@@ -252,17 +252,11 @@ class RegeneratePlanRange:
         return {"required": required}
 
     def regenerate(self, model, plan, positive, negative, start, end, steps, cfg, shift, seed):
-        pipe, p = model.pipeline, plan_to_core(plan)
-        if pipe.sem_generator is None:
-            raise ValueError(f"model {model.name} was loaded without a stage-2 semantic generator; pick one")
-        check_plan(p, model.semantic, model.video, f"{plan['source']} plan vs model {model.name}")
-        ctx, uncond, starts = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        with cc.on_device(pipe.sem_generator, pipe.lat_generator):
-            dev = dict(device=pipe.device, dtype=pipe.dtype)
-            out = plan_edit.regenerate(pipe, p, start, end, ctx.to(**dev), uncond.to(**dev),
-                                       SamplerConfig(steps, cfg, shift), generator, StepProgress(steps), starts)  # fmt: skip
-        return (plan_from_core(out),)
+        def edit(pipe, p, ctx, uncond, starts, generator):
+            return plan_edit.regenerate(pipe, p, start, end, ctx, uncond, SamplerConfig(steps, cfg, shift), generator,
+                                        StepProgress(steps), starts)  # fmt: skip
+
+        return (stage_a_edit(model, plan, positive, negative, seed, edit),)
 
 
 class ReplanSemanticPlan:
@@ -285,15 +279,24 @@ class ReplanSemanticPlan:
         return {"required": required}
 
     def replan(self, model, plan, positive, negative, denoise, steps, cfg, shift, seed):
-        pipe, p = model.pipeline, plan_to_core(plan)
-        if pipe.sem_generator is None:
-            raise ValueError(f"model {model.name} was loaded without a stage-2 semantic generator; pick one")
-        check_plan(p, model.semantic, model.video, f"{plan['source']} plan vs model {model.name}")
-        ctx, uncond, starts = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
-        generator = torch.Generator("cpu").manual_seed(seed)
         n = len(flow.schedule_from(denoise, steps, shift)) - 1 if denoise < 1 else steps  # the steps below denoise
-        with cc.on_device(pipe.sem_generator, pipe.lat_generator):
-            dev = dict(device=pipe.device, dtype=pipe.dtype)
-            out = plan_edit.replan(pipe, p, denoise, ctx.to(**dev), uncond.to(**dev), SamplerConfig(steps, cfg, shift),
-                                   generator, StepProgress(n), starts)  # fmt: skip
-        return (plan_from_core(out),)
+
+        def edit(pipe, p, ctx, uncond, starts, generator):
+            return plan_edit.replan(pipe, p, denoise, ctx, uncond, SamplerConfig(steps, cfg, shift), generator,
+                                    StepProgress(n), starts)  # fmt: skip
+
+        return (stage_a_edit(model, plan, positive, negative, seed, edit),)
+
+
+def stage_a_edit(model, plan, positive, negative, seed, edit):
+    """Check the plan against the model, encode the prompts, and run edit(pipe, plan, ctx, uncond, starts,
+    generator) (a stage-A plan_edit call) with the generators on the device; the edited plan as a SEMANTIC_PLAN."""
+    pipe, p = model.pipeline, plan_to_core(plan)
+    if pipe.sem_generator is None:
+        raise ValueError(f"model {model.name} was loaded without a stage-2 semantic generator; pick one")
+    check_plan(p, model.semantic, model.video, f"{plan['source']} plan vs model {model.name}")
+    ctx, uncond, starts = text_pair(model, positive, negative, pipe.sem_generator.config.text_dim)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    with cc.on_device(pipe.sem_generator, pipe.lat_generator):
+        dev = dict(device=pipe.device, dtype=pipe.dtype)
+        return plan_from_core(edit(pipe, p, ctx.to(**dev), uncond.to(**dev), starts, generator))

@@ -32,14 +32,19 @@ def test_object_mask_covers_exactly_the_drawn_shape():
         assert not np.all(np.abs(frames[~mask] - colour).max(-1) <= 2)
 
 
-def test_object_weight_moves_the_loss_towards_the_object_error():
+def vae_and_batch():
+    """A small random VAE, two 5-frame world clips with object masks, and a generator factory (seed 0)."""
     from semanticgen_core.vae import WanVAE
 
     torch.manual_seed(0)
     vae = WanVAE.from_config(pretrain.VAE_CONFIG).model
     clips = pretrain.WorldClips(2, seed=0, fps=8, num_frames=5, mask=True)
     batch = {k: torch.stack([clips[i][k] for i in range(2)]) for k in ("frames", "mask")}
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    return vae, batch, lambda: torch.Generator().manual_seed(0)
+
+
+def test_object_weight_moves_the_loss_towards_the_object_error():
+    vae, batch, g = vae_and_batch()
     plain, logs_plain = pretrain.VAEObjective(vae, object_weight=0.0)(batch, g())
     weighted, logs = pretrain.VAEObjective(vae, object_weight=10.0)(batch, g())
     only_object, _ = pretrain.VAEObjective(vae, object_weight=1e6)(batch, g())
@@ -50,8 +55,6 @@ def test_object_weight_moves_the_loss_towards_the_object_error():
 
 
 def test_edge_loss_compares_spatial_gradients_weighted_like_the_pixels():
-    from semanticgen_core.vae import WanVAE
-
     x = torch.zeros(1, 3, 1, 8, 8)
     x[..., 2:6, 2:6] = 1.0  # a square with sharp edges
     soft = torch.nn.functional.avg_pool3d(x, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)
@@ -64,15 +67,11 @@ def test_edge_loss_compares_spatial_gradients_weighted_like_the_pixels():
     heavy = w.clone()
     heavy[..., 2:6, 2:6] = 11.0  # an object weight moves the mean towards its edges' errors
     assert pretrain.spatial_grad_l1(soft, x, heavy) != pytest.approx(float(pretrain.spatial_grad_l1(soft, x, w)))
-    torch.manual_seed(0)
-    vae = WanVAE.from_config(pretrain.VAE_CONFIG).model
-    clips = pretrain.WorldClips(2, seed=0, fps=8, num_frames=5, mask=True)
-    batch = {k: torch.stack([clips[i][k] for i in range(2)]) for k in ("frames", "mask")}
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    vae, batch, g = vae_and_batch()
     plain, logs_plain = pretrain.VAEObjective(vae, object_weight=10.0)(batch, g())
     edged, logs = pretrain.VAEObjective(vae, object_weight=10.0, edge_weight=2.0)(batch, g())
     assert "edge" in logs and "edge" not in logs_plain
-    assert float(edged) == pytest.approx(float(plain + 2.0 * logs["edge"]), rel=1e-5)
+    assert edged.item() == pytest.approx(plain.item() + 2.0 * logs["edge"].item(), rel=1e-5)
     with pytest.raises(SystemExit, match="--edge-weight -1 .* must be >= 0"):
         pretrain.main(pretrain.parse_args(["vae", "--out", "unused", "--edge-weight", "-1"]))
 
