@@ -130,6 +130,25 @@ def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, mo
     assert len(calls) == 2 and not any("--edge-weight" in argv for argv in calls)
 
 
+def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp_path):
+    import json
+
+    from semanticgen_core.lab.world import TRAIN_TEMPLATES, WIDE_TEMPLATES, template_of, write_dataset
+    from train import embedded
+
+    write_dataset(tmp_path / "videos", 3, seed=1)
+    for grammar, templates in (("train", TRAIN_TEMPLATES), ("wide", WIDE_TEMPLATES)):
+        (tmp_path / "captions.jsonl").unlink(missing_ok=True)
+        argv = ["--work", str(tmp_path), "--only", "captions", "--caption-alternatives", "40"]
+        embedded.main(embedded.parse_args(argv + (["--caption-templates", grammar] if grammar == "train" else [])))
+        rows = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
+        used = {template_of(c) for r in rows for c in r["caption"][1:]}
+        assert len(rows) == 3 and used <= set(templates) and len(used) > 10  # "wide" is the default
+        record = json.loads((tmp_path / "build.json").read_text())["steps"]["captions"]["commands"][0]
+        assert f"templates={grammar}" in record
+    assert used - set(TRAIN_TEMPLATES)  # the wide grammar's own templates were drawn
+
+
 def test_embedded_build_records_commands_without_machine_paths(tmp_path):
     from train import embedded
 

@@ -1,5 +1,6 @@
 """Shapes world: deterministic rendering, captions that parse back and match the pixels, held-out split, long videos."""
 
+import re
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from semanticgen_core.lab.world import (
     BACKGROUNDS,
     COLOR_WORDS,
     COLORS,
+    FRESH_TEMPLATES,
     HELDOUT_COMBOS,
     HELDOUT_TEMPLATES,
     MOTION_FINITE,
@@ -19,6 +21,7 @@ from semanticgen_core.lab.world import (
     SHAPE_WORDS,
     SHAPES,
     TRAIN_TEMPLATES,
+    WIDE_TEMPLATES,
     LongScene,
     Scene,
     ShapesWorld,
@@ -105,10 +108,14 @@ def test_canonical_captions():
 
 
 def test_every_synonym_and_template_parses_back():
-    assert not set(TRAIN_TEMPLATES) & set(HELDOUT_TEMPLATES)
+    assert set(TRAIN_TEMPLATES) < set(WIDE_TEMPLATES) and len(set(WIDE_TEMPLATES)) == len(WIDE_TEMPLATES)
+    held = set(HELDOUT_TEMPLATES) | set(FRESH_TEMPLATES)
+    assert not set(WIDE_TEMPLATES) & held and len(held) == len(HELDOUT_TEMPLATES) + len(FRESH_TEMPLATES)
+    # the word a held-out template tests ("... in colour ...") stays out of every training template
+    assert not any(re.search(r"colou?r", t.replace("{color}", "")) for t in WIDE_TEMPLATES)
     words = [w for ws in [*COLOR_WORDS.values(), *SHAPE_WORDS.values()] for w in ws]
     assert len(words) == len(set(words))  # no word names two attributes
-    for template in TRAIN_TEMPLATES + HELDOUT_TEMPLATES:
+    for template in WIDE_TEMPLATES + HELDOUT_TEMPLATES + FRESH_TEMPLATES:
         cases = []  # (format fields, expected attributes): one attribute's wording varies, the others are fixed
         default = dict(color="crimson", shape="disc", finite="rises up", participle="climbing up")
         cases += [(dict(default, color=w), dict(color=c)) for c, ws in COLOR_WORDS.items() for w in ws]
@@ -240,7 +247,7 @@ def parse_caption_motion(text):
 
 
 def test_caption_manifest_gives_training_alternatives_of_the_same_scene(tmp_path):
-    from semanticgen_core.lab.world import caption_alternatives, caption_manifest, write_long_dataset
+    from semanticgen_core.lab.world import caption_alternatives, caption_manifest, template_of, write_long_dataset
     from train.data import discover_pairs
 
     write_dataset(tmp_path / "videos", 2, seed=1, paraphrase=1.0)
@@ -254,21 +261,29 @@ def test_caption_manifest_gives_training_alternatives_of_the_same_scene(tmp_path
         assert first == (tmp_path / row["video"]).with_suffix(".txt").read_text().strip() and len(rest) == 6
         assert {tuple(parse_caption(c).values()) for c in row["caption"]} == {tuple(parse_caption(first).values())}
         assert not any(c.startswith(tuple(heldout_starts)) for c in rest)  # training templates only
+        assert all(template_of(c) in WIDE_TEMPLATES for c in rest)
         assert caption(Scene(**parse_caption(first), background="black", size=0.1, x=0.5, y=0.5, speed=0)) in rest
     (tmp_path / "m.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
     assert [c for _, c in discover_pairs(tmp_path / "m.jsonl")] == [r["caption"] for r in rows]
     with pytest.raises(ValueError, match="does not name a colour, a shape and a motion"):
         caption_alternatives("a red thing", 3)
+    wide = caption_alternatives("a red circle moves up", 200, rng=0)
+    assert {template_of(c) for c in wide} == set(WIDE_TEMPLATES)  # the wider grammar is used, all of it
+    assert {template_of(c) for c in caption_alternatives("a red circle moves up", 200, 0, "train")} == set(
+        TRAIN_TEMPLATES
+    )
+    with pytest.raises(ValueError, match="training templates"):
+        caption_alternatives("a red circle moves up", 3, templates="heldout")  # never train on held-out wording
 
 
 def test_template_of_names_the_template_of_any_paraphrase():
     from semanticgen_core.lab.world import template_of
 
     rng = np.random.default_rng(0)
-    for templates, split in ((TRAIN_TEMPLATES, "train"), (HELDOUT_TEMPLATES, "heldout")):
+    for templates, name in ((WIDE_TEMPLATES, "wide"), (HELDOUT_TEMPLATES, "heldout"), (FRESH_TEMPLATES, "fresh")):
         for _ in range(200):
-            scene = sample_scene(rng, split)
-            text = caption(scene, rng, "paraphrase", split)
+            scene = sample_scene(rng, "heldout" if name != "wide" else "train")
+            text = caption(scene, rng, "paraphrase", name)
             assert template_of(text) in templates, text
     assert template_of("a red circle moves to the right") == "a {color} {shape} {finite}"  # canonical
     assert template_of("an ivory disc, white in colour, stays still") is None  # not a phrase the grammar makes

@@ -172,5 +172,12 @@ def test_vae_spatial_factor_4_halves_the_downsampling(tmp_path):
         four = load_vae(tmp_path / "shapes_vae.safetensors").encode(video).shape
         eight = WanVAE.from_config(pretrain.VAE_CONFIG).encode(video).shape  # the shipped geometry
     assert four[2:] == (2, 16, 16) and eight[2:] == (2, 8, 8)  # time stays 4x: 5 frames -> 2 latent frames
+    from train.embedded import LAT_CONFIG, lat_config_for
+
+    # the embedded build's stage B keeps 16 px per token: 4x4 patches on this VAE's latents, the same 4x4 tokens
+    assert lat_config_for(tmp_path / "shapes_vae.safetensors").patch_size == (1, 4, 4)
+    assert LAT_CONFIG.patch_size == (1, 2, 2)
+    with pytest.raises(SystemExit, match="run the build's vae step first"):
+        lat_config_for(tmp_path / "absent.safetensors")
     with pytest.raises(SystemExit):
         pretrain.parse_args(["vae", "--out", str(tmp_path), "--spatial-factor", "2"])

@@ -29,6 +29,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python train/embedded.py`: make the repository root importable
@@ -76,6 +77,19 @@ TRANSFER_SAMPLER = {"steps": 20, "cfg": 3.0, "shift": 2.0}
 # references (seeds 11 and 12) motion kept 95 vs 94 %, prompt colour 90 vs 77 %, shape 71 vs 67 % against the plan
 # as encoded; from 0.5 the motion drops (86 %, 76 % at CFG 3) (README, Sampling; benchmarks/sampler_sweep.py)
 TRANSFER_REPLAN = {"t": 0.2, "steps": 20, "cfg": 3.0, "shift": 2.0}
+
+
+def lat_config_for(vae_path: Path) -> DiTConfig:
+    """Stage B's DiT for a VAE: 16 pixels per token side (Wan2.1's 8x VAE with 2x2 patches), so a 4x VAE gets 4x4
+    patches and the same tokens, cost and plan ratio (1/16)."""
+    from semanticgen_core.vae import load_vae
+
+    if not Path(vae_path).is_file():
+        raise SystemExit(f"{vae_path}: no VAE, so stage B's patch size is unknown; run the build's vae step first")
+    factor = load_vae(vae_path).spatial_factor
+    if 16 % factor:
+        raise SystemExit(f"{vae_path}: a VAE with {factor}x spatial compression has no whole patch for 16 px per token")
+    return replace(LAT_CONFIG, patch_size=(1, 16 // factor, 16 // factor))
 
 
 def _sha256(path: Path) -> str:
@@ -215,12 +229,15 @@ def build(args) -> None:
     captions = work / "captions.jsonl"
 
     def write_captions():  # each clip's caption plus N more of the same scene (training templates), one drawn per
-        # step; at the shipped budget it did not raise held-out adherence (README), so the default is none
+        # step; from the 12 templates it did not raise held-out adherence (README), so the default is none
         from semanticgen_core.lab.world import caption_manifest
 
-        rows = caption_manifest(videos, work, args.caption_alternatives, seed=args.seed)
+        rows = caption_manifest(
+            videos, work, args.caption_alternatives, seed=args.seed, templates=args.caption_templates
+        )
         atomic_write_text(captions, "".join(json.dumps(r) + "\n" for r in rows))
-        return [["lab.world.caption_manifest", f"alternatives={args.caption_alternatives}", f"seed={args.seed}"]]
+        return [["lab.world.caption_manifest", f"alternatives={args.caption_alternatives}",
+                 f"templates={args.caption_templates}", f"seed={args.seed}"]]  # fmt: skip
 
     if args.caption_alternatives:
         b.step("captions", captions, write_captions)
@@ -237,13 +254,14 @@ def build(args) -> None:
 
     b.step("prepare", work / "cache" / "done", prepare_cache)
     cache = work / "cache"
-    atomic_write_text(work / "lat_config.json", json.dumps({k: v for k, v in LAT_CONFIG.to_dict().items()
-                                                            if k != "sem_channels"}))  # fmt: skip
     atomic_write_text(work / "sem_config.json", json.dumps(SEM_CONFIG.to_dict()))
     s1 = work / "stage1" / "stage1_bundle.safetensors"
 
     def train_stage1():  # full attention, then shifted windows of the sampling window (paper Sec. 3.4): a model
         # that only ever saw whole clips breaks down in windows that lack the clip's first latent frame
+        lat_config = lat_config_for(decoder if decoder.is_file() else vae)
+        atomic_write_text(work / "lat_config.json", json.dumps({k: v for k, v in lat_config.to_dict().items()
+                                                                if k != "sem_channels"}))  # fmt: skip
         base = ["--data", cache, "--out", work / "stage1", "--config", work / "lat_config.json", "--batch-size", 16,
                 "--warmup-steps", 100, "--caption-dropout", args.caption_dropout, "--k", args.k,
                 "--object-weight", args.object_weight, "--kl-weight", args.kl_weight,
@@ -360,6 +378,10 @@ def parse_args(argv=None):
     p.add_argument(
         "--caption-alternatives", type=int, default=0,
         help="captions step: N more captions of each 2 s clip's scene (training templates); a training step draws one",
+    )  # fmt: skip
+    p.add_argument(
+        "--caption-templates", choices=("wide", "train"), default="wide",
+        help="the alternatives' templates: lab.world WIDE_TEMPLATES (27 wordings) or TRAIN_TEMPLATES (the clips' 12)",
     )  # fmt: skip
     p.add_argument(
         "--stage1-steps", type=int, default=8000, help="stage-1 steps (batch 16; LR decays over the last third)"

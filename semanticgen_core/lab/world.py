@@ -13,8 +13,9 @@ Conventions:
   ``k = 0 .. round(seconds * fps)`` (both ends included, so 2 s at 8 fps is 17 frames), anti-aliased analytically
   (coverage from a signed distance to the shape's edge).
 * Held-out split: the (colour, shape) and (colour, motion) pairs in ``HELDOUT_COMBOS`` never come out of the train
-  split; every held-out scene contains at least one of them. ``HELDOUT_TEMPLATES`` are paraphrase templates used
-  only for evaluation. ``parse_caption`` reads any caption the grammar can produce back into attributes.
+  split; every held-out scene contains at least one of them. ``HELDOUT_TEMPLATES`` and ``FRESH_TEMPLATES`` are
+  paraphrase templates used only for evaluation (``WIDE_TEMPLATES``, the training grammar of caption alternatives,
+  shares none of them). ``parse_caption`` reads any caption the grammar can produce back into attributes.
 * Long videos (``sample_long`` / ``render_long``) keep one character (shape, colour, size, background) through a
   sequence of motion segments with a continuous position.
 """
@@ -100,6 +101,28 @@ TRAIN_TEMPLATES = (
     "a {shape} that is {color} {finite}",
     "the {shape} is {color} and {finite}",
 )
+# A wider training grammar for caption alternatives (`caption_alternatives`, the build's captions step): other word
+# orders (shape first, motion first), words around the colour ("painted", "hue", "tint", "shade") and filler. The
+# dataset's own captions keep TRAIN_TEMPLATES (a build's videos do not change with it). No held-out template is here,
+# nor the word "colour" (or "color", "coloured"): it is what the held-out "... in colour ..." template tests
+# (README), so training on it would pass that test by copying. FRESH_TEMPLATES were written after this list.
+WIDE_TEMPLATES = TRAIN_TEMPLATES + (
+    "a {shape} in {color} {finite}",
+    "a {shape} with {color} paint {finite}",
+    "the {shape}, which is {color}, {finite}",
+    "a bright {color} {shape} {finite}",
+    "{participle}, a {color} {shape}",
+    "a {shape} painted {color} {participle}",
+    "a {shape} whose surface is {color} {finite}",
+    "it is a {color} {shape} and it {finite}",
+    "a {shape} of a {color} shade {participle}",
+    "look, a {color} {shape} {finite}",
+    "a {color} object shaped like a {shape} {participle}",
+    "the {shape} has a {color} hue and {finite}",
+    "this {shape} is {color}; it {finite}",
+    "a small {color} {shape} {participle}",
+    "a {shape} with a {color} tint {finite}",
+)
 HELDOUT_TEMPLATES = (
     "we see a {color} {shape} {participle}",
     "one {color} {shape}, {participle}",
@@ -107,6 +130,17 @@ HELDOUT_TEMPLATES = (
     "in this clip a {color} {shape} {finite}",
     "a {shape}, {color} in colour, {participle}",
 )
+# Evaluation only, written after WIDE_TEMPLATES: wording none of the training templates has ("toned", "dyed",
+# "glimpse", "scene", brackets), so that a gain on HELDOUT_TEMPLATES can be told from one that generalises.
+FRESH_TEMPLATES = (
+    "a {color}-toned {shape} {finite}",
+    "the scene has a {shape}, {color}, {participle}",
+    "a {shape} dyed {color} that {finite}",
+    "{participle} is a {color} {shape}",
+    "a glimpse of a {shape} ({color}) {participle}",
+)
+TEMPLATE_SETS = {"train": TRAIN_TEMPLATES, "wide": WIDE_TEMPLATES, "heldout": HELDOUT_TEMPLATES,
+                 "fresh": FRESH_TEMPLATES}  # fmt: skip
 _MOTION_KEYWORDS = {  # word -> motion, for parse_caption (direction words win over "still" words)
     **dict.fromkeys(("left", "leftward", "leftwards"), "left"),
     **dict.fromkeys(("right", "rightward", "rightwards"), "right"),
@@ -135,24 +169,25 @@ def caption(scene, rng=None, style: str = "canonical", templates: str = "train")
         return _articles(f"a {color} {shape} {MOTION_FINITE[motion][0]}")
     if style != "paraphrase":
         raise ValueError(f"style must be 'canonical' or 'paraphrase', got {style!r}")
-    if templates not in ("train", "heldout"):
-        raise ValueError(f"templates must be 'train' or 'heldout', got {templates!r}")
+    if templates not in TEMPLATE_SETS:
+        raise ValueError(f"templates must be one of {sorted(TEMPLATE_SETS)}, got {templates!r}")
     rng = _as_rng(rng)
-    template = _pick(rng, TRAIN_TEMPLATES if templates == "train" else HELDOUT_TEMPLATES)
+    template = _pick(rng, TEMPLATE_SETS[templates])
     finite, participle = MOTION_FINITE[motion], MOTION_PARTICIPLE[motion]
     words = dict(color=_pick(rng, COLOR_WORDS[color]), shape=_pick(rng, SHAPE_WORDS[shape]))
     return _articles(template.format(**words, finite=_pick(rng, finite), participle=_pick(rng, participle)))
 
 
 def template_of(text: str) -> str | None:
-    """The template (of TRAIN_TEMPLATES or HELDOUT_TEMPLATES) a paraphrase was made from, None for none of them."""
+    """The template (of WIDE_TEMPLATES, HELDOUT_TEMPLATES or FRESH_TEMPLATES) a paraphrase was made from, None for
+    none of them."""
     slots = {  # each placeholder matches exactly the phrases the grammar puts there
         "color": [w for ws in COLOR_WORDS.values() for w in ws],
         "shape": [w for ws in SHAPE_WORDS.values() for w in ws],
         "finite": [p for ps in MOTION_FINITE.values() for p in ps],
         "participle": [p for ps in MOTION_PARTICIPLE.values() for p in ps],
     }
-    for template in TRAIN_TEMPLATES + HELDOUT_TEMPLATES:
+    for template in WIDE_TEMPLATES + HELDOUT_TEMPLATES + FRESH_TEMPLATES:
         pattern = re.sub(r"\ba\\ ", r"an?\\ ", re.escape(template).replace(r"\{", "{").replace(r"\}", "}"))
         pattern = pattern.format(**{k: "(?:" + "|".join(map(re.escape, v)) + ")" for k, v in slots.items()})
         if re.fullmatch(pattern, text):
@@ -506,9 +541,12 @@ def write_long_dataset(
     return paths
 
 
-def caption_alternatives(text: str, n: int, rng=None) -> list[str]:
-    """`text` plus n captions of the same scene from TRAIN_TEMPLATES (and the canonical one among them, once): the
-    alternatives a training step draws from, so that the generator reads the words, not one fixed sentence."""
+def caption_alternatives(text: str, n: int, rng=None, templates: str = "wide") -> list[str]:
+    """`text` plus n captions of the same scene from a training set of templates ('wide': WIDE_TEMPLATES, 'train':
+    TRAIN_TEMPLATES) with the canonical one among them, once: the alternatives a training step draws from, so that
+    the generator reads the words, not one fixed sentence."""
+    if templates not in ("train", "wide"):
+        raise ValueError(f"caption alternatives come from training templates ('train' or 'wide'), not {templates!r}")
     attrs = parse_caption(text)
     if None in attrs.values():
         raise ValueError(f"caption {text!r} does not name a colour, a shape and a motion: no alternatives for it")
@@ -516,17 +554,18 @@ def caption_alternatives(text: str, n: int, rng=None) -> list[str]:
     out = [text]
     for _ in range(n):
         style = "canonical" if len(out) == 1 and text != caption(scene) else "paraphrase"
-        out.append(caption(scene, rng, style, "train"))
+        out.append(caption(scene, rng, style, templates))
     return out
 
 
-def caption_manifest(folder, root, n: int, seed: int = 0) -> list[dict]:
+def caption_manifest(folder, root, n: int, seed: int = 0, templates: str = "wide") -> list[dict]:
     """Rows {video, caption} of a JSONL manifest (train/data.py) for the videos in `folder`: n caption alternatives
     each (caption_alternatives; a list), per-segment captions (several lines) as they are; video paths relative to
     `root` (the manifest's folder)."""
     rows = []
     for i, video in enumerate(sorted(Path(folder).glob("*.mp4"))):
         text = video.with_suffix(".txt").read_text(encoding="utf-8").strip()
-        captions = text if "\n" in text else caption_alternatives(text, n, np.random.default_rng([seed, 11, i]))
+        rng = np.random.default_rng([seed, 11, i])
+        captions = text if "\n" in text else caption_alternatives(text, n, rng, templates)
         rows.append({"video": str(video.relative_to(root)), "caption": captions})
     return rows
