@@ -147,6 +147,16 @@ def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp
         record = json.loads((tmp_path / "build.json").read_text())["steps"]["captions"]["commands"][0]
         assert f"templates={grammar}" in record
     assert used - set(TRAIN_TEMPLATES)  # the wide grammar's own templates were drawn
+    (tmp_path / "captions.jsonl").unlink()
+    argv = ["--work", str(tmp_path), "--only", "captions", "--caption-partial", "2", "--caption-unnamed", "shape,color"]
+    embedded.main(embedded.parse_args(argv))
+    rows = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
+    assert all(len(r["caption"]) == 5 and template_of(r["caption"][1]) is None for r in rows)  # text + 2 + 2 partial
+    record = json.loads((tmp_path / "build.json").read_text())["steps"]["captions"]["commands"][0]
+    assert "partial=2" in record and "unnamed=shape,color" in record
+    assert embedded.parse_args(["--caption-partial", "1"]).caption_unnamed == "shape,color,motion"  # the default
+    with pytest.raises(SystemExit):
+        embedded.parse_args(["--caption-unnamed", "shape,size"])
 
 
 def test_embedded_build_records_commands_without_machine_paths(tmp_path):

@@ -276,6 +276,42 @@ def test_caption_manifest_gives_training_alternatives_of_the_same_scene(tmp_path
         caption_alternatives("a red circle moves up", 3, templates="heldout")  # never train on held-out wording
 
 
+def test_partial_captions_leave_exactly_one_attribute_unnamed_in_training_wording_only():
+    import re
+
+    from semanticgen_core.lab.world import (
+        COLOURLESS_TEMPLATES,
+        GENERIC_SHAPE_WORDS,
+        MOTIONLESS_TEMPLATES,
+        caption_alternatives,
+        partial_caption,
+    )
+
+    rng = np.random.default_rng(0)
+    heldout_words = {w for t in HELDOUT_TEMPLATES + FRESH_TEMPLATES for w in re.findall(r"[a-z]+", t)}
+    partial_words = {w for t in COLOURLESS_TEMPLATES + MOTIONLESS_TEMPLATES for w in re.findall(r"[a-z]+", t)}
+    partial_words |= set(GENERIC_SHAPE_WORDS)
+    training_words = {w for t in WIDE_TEMPLATES for w in re.findall(r"[a-z]+", t)}
+    assert not (partial_words - training_words) & heldout_words  # no wording the evaluation tests is taught
+    for _ in range(100):
+        scene = sample_scene(rng, "train")
+        no_shape, no_colour = partial_caption(scene, rng, "shape"), partial_caption(scene, rng, "color")
+        no_motion = partial_caption(scene, rng, "motion")
+        assert parse_caption(no_shape) == dict(color=scene.color, shape=None, motion=scene.motion), no_shape
+        assert parse_caption(no_colour) == dict(color=None, shape=scene.shape, motion=scene.motion), no_colour
+        assert parse_caption(no_motion) == dict(color=scene.color, shape=scene.shape, motion=None), no_motion
+    alts = caption_alternatives("a red circle moves up", 4, rng=0, partial=3)
+    assert len(alts) == 1 + 4 + 3 + 3
+    assert [tuple(parse_caption(c).values()) for c in alts[5:]] == [("red", None, "up")] * 3 + [
+        (None, "circle", "up")
+    ] * 3
+    assert caption_alternatives("a red circle moves up", 4, rng=0) == alts[:5]  # partial ones come after, same draws
+    three = caption_alternatives("a red circle moves up", 0, rng=0, partial=2, unnamed=("shape", "color", "motion"))
+    assert [c for c in three if parse_caption(c)["motion"] is None] == three[5:] and len(three) == 7
+    with pytest.raises(ValueError, match="unnamed must be one of"):
+        partial_caption(scene, rng, "background")
+
+
 def test_template_of_names_the_template_of_any_paraphrase():
     from semanticgen_core.lab.world import template_of
 

