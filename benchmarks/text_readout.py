@@ -28,8 +28,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from semanticgen_core.lab import metrics  # noqa: E402
+from semanticgen_core.lab.captions import caption_alternatives  # noqa: E402
 from semanticgen_core.lab.embedded import default_text_encoder  # noqa: E402
-from semanticgen_core.lab.world import COLORS, MOTIONS, SHAPES, ShapesWorld, caption, caption_alternatives  # noqa: E402
+from semanticgen_core.lab.world import COLORS, MOTIONS, SHAPES, ShapesWorld, caption  # noqa: E402
 
 ATTRS = {"color": sorted(COLORS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 TESTS = {  # name -> (split, templates, style)

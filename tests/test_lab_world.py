@@ -247,7 +247,8 @@ def parse_caption_motion(text):
 
 
 def test_caption_manifest_gives_training_alternatives_of_the_same_scene(tmp_path):
-    from semanticgen_core.lab.world import caption_alternatives, caption_manifest, template_of, write_long_dataset
+    from semanticgen_core.lab.captions import caption_alternatives, caption_manifest
+    from semanticgen_core.lab.world import template_of, write_long_dataset
     from train.data import discover_pairs
 
     write_dataset(tmp_path / "videos", 2, seed=1, paraphrase=1.0)
@@ -279,7 +280,7 @@ def test_caption_manifest_gives_training_alternatives_of_the_same_scene(tmp_path
 def test_partial_captions_leave_exactly_one_attribute_unnamed_in_training_wording_only():
     import re
 
-    from semanticgen_core.lab.world import (
+    from semanticgen_core.lab.captions import (
         COLOURLESS_TEMPLATES,
         GENERIC_SHAPE_WORDS,
         MOTIONLESS_TEMPLATES,

@@ -12,7 +12,7 @@ single-threaded cores):
   2. encoder   train/pretrain.py encoder: Qwen2.5-VL-architecture tower, video-text contrastive + attribute and
                grounding heads (4 fps)
   3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
-     captions  lab.world.caption_manifest (--caption-alternatives N, --caption-partial K): WORK/captions.jsonl, N more
+     captions  lab.captions.caption_manifest (--caption-alternatives N, --caption-partial K): WORK/captions.jsonl, N more
                captions per clip, K with the shape unnamed and K with the colour unnamed
   4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features, object masks
   5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
@@ -231,13 +231,13 @@ def build(args) -> None:
 
     def write_captions():  # each clip's caption plus N more of the same scene (training templates), one drawn per
         # step; from the 12 templates it did not raise held-out adherence (README), so the default is none
-        from semanticgen_core.lab.world import caption_manifest
+        from semanticgen_core.lab.captions import caption_manifest
 
         unnamed = tuple(args.caption_unnamed.split(","))
         rows = caption_manifest(videos, work, args.caption_alternatives, seed=args.seed,
                                 templates=args.caption_templates, partial=args.caption_partial, unnamed=unnamed)  # fmt: skip
         atomic_write_text(captions, "".join(json.dumps(r) + "\n" for r in rows))
-        return [["lab.world.caption_manifest", f"alternatives={args.caption_alternatives}",
+        return [["lab.captions.caption_manifest", f"alternatives={args.caption_alternatives}",
                  f"templates={args.caption_templates}", f"partial={args.caption_partial}",
                  f"unnamed={args.caption_unnamed}", f"seed={args.seed}"]]  # fmt: skip
 
@@ -385,7 +385,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--caption-partial", type=int, default=0,
         help="captions step: N more captions of each clip per attribute of --caption-unnamed, that attribute unnamed "
-        "(lab.world.partial_caption: attribute dropout, so that held-out attribute combinations are read word by word)",
+        "(lab.captions.partial_caption: attribute dropout, so that held-out attribute combinations are read word by word)",
     )  # fmt: skip
     p.add_argument(
         "--caption-unnamed", default="shape,color,motion",

@@ -139,26 +139,6 @@ FRESH_TEMPLATES = (
     "{participle} is a {color} {shape}",
     "a glimpse of a {shape} ({color}) {participle}",
 )
-# Partial captions (partial_caption): training only, one attribute unnamed. Nouns that name no shape, templates
-# without a colour, templates without a motion; none of their words is in HELDOUT_TEMPLATES or FRESH_TEMPLATES.
-GENERIC_SHAPE_WORDS = ("shape", "object", "thing", "figure")
-COLOURLESS_TEMPLATES = (
-    "a {shape} {finite}",
-    "the {shape} {participle}",
-    "a {shape} that {finite}",
-    "{shape} {participle}",
-    "there is a {shape} that {finite}",
-    "a single {shape} {participle}",
-)
-MOTIONLESS_TEMPLATES = (  # the form of a reference-transfer prompt: the motion comes from the reference
-    "a {color} {shape}",
-    "the {color} {shape}",
-    "a single {color} {shape}",
-    "a {shape} that is {color}",
-    "video of a {color} {shape}",
-    "there is a {color} {shape}",
-)
-PARTIAL_KINDS = ("shape", "color", "motion")
 TEMPLATE_SETS = {"train": TRAIN_TEMPLATES, "wide": WIDE_TEMPLATES, "heldout": HELDOUT_TEMPLATES,
                  "fresh": FRESH_TEMPLATES}  # fmt: skip
 _MOTION_KEYWORDS = {  # word -> motion, for parse_caption (direction words win over "still" words)
@@ -200,24 +180,6 @@ def _fill(template: str, scene, rng: np.random.Generator, shape_words=None) -> s
     finite, participle = MOTION_FINITE[scene.motion], MOTION_PARTICIPLE[scene.motion]
     words = dict(color=_pick(rng, COLOR_WORDS[scene.color]), shape=_pick(rng, shape_words or SHAPE_WORDS[scene.shape]))
     return _articles(template.format(**words, finite=_pick(rng, finite), participle=_pick(rng, participle)))
-
-
-def partial_caption(scene, rng=None, unnamed: str = "shape", templates: str = "wide") -> str:
-    """A caption of the scene that leaves one attribute unnamed: 'shape' (a generic noun from GENERIC_SHAPE_WORDS in
-    a `templates` template: "a red object moves left"), 'color' (a COLOURLESS_TEMPLATES one: "a circle moves left")
-    or 'motion' (a MOTIONLESS_TEMPLATES one: "a red circle", the form of a reference-transfer prompt).
-
-    Training on some of these (attribute dropout) is what lets the generators read each attribute from its own word:
-    with only full captions, the attribute combinations missing from the training split are confounded (a reader of
-    the text features learns "circle" -> not blue), and held-out combinations lose their colour (README)."""
-    rng = _as_rng(rng)
-    if unnamed == "shape":
-        return _fill(_pick(rng, TEMPLATE_SETS[templates]), scene, rng, GENERIC_SHAPE_WORDS)
-    if unnamed == "color":
-        return _fill(_pick(rng, COLOURLESS_TEMPLATES), scene, rng)
-    if unnamed == "motion":
-        return _fill(_pick(rng, MOTIONLESS_TEMPLATES), scene, rng)
-    raise ValueError(f"unnamed must be one of {PARTIAL_KINDS}, got {unnamed!r}")
 
 
 def template_of(text: str) -> str | None:
@@ -581,40 +543,3 @@ def write_long_dataset(
         path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
         paths.append(path)
     return paths
-
-
-def caption_alternatives(
-    text: str, n: int, rng=None, templates: str = "wide", partial: int = 0, unnamed=("shape", "color")
-) -> list[str]:
-    """`text` plus n captions of the same scene from a training set of templates ('wide': WIDE_TEMPLATES, 'train':
-    TRAIN_TEMPLATES) with the canonical one among them, once: the alternatives a training step draws from, so that
-    the generator reads the words, not one fixed sentence. `partial`: that many more with each attribute of
-    `unnamed` left unnamed (partial_caption), in that order."""
-    if templates not in ("train", "wide"):
-        raise ValueError(f"caption alternatives come from training templates ('train' or 'wide'), not {templates!r}")
-    attrs = parse_caption(text)
-    if None in attrs.values():
-        raise ValueError(f"caption {text!r} does not name a colour, a shape and a motion: no alternatives for it")
-    scene, rng = Scene(**attrs, background="black", size=0.1, x=0.5, y=0.5, speed=0.0), _as_rng(rng)
-    out = [text]
-    for _ in range(n):
-        style = "canonical" if len(out) == 1 and text != caption(scene) else "paraphrase"
-        out.append(caption(scene, rng, style, templates))
-    for kind in unnamed:
-        out += [partial_caption(scene, rng, kind, templates) for _ in range(partial)]
-    return out
-
-
-def caption_manifest(
-    folder, root, n: int, seed: int = 0, templates: str = "wide", partial: int = 0, unnamed=("shape", "color")
-) -> list[dict]:
-    """Rows {video, caption} of a JSONL manifest (train/data.py) for the videos in `folder`: n caption alternatives
-    each (caption_alternatives; a list), per-segment captions (several lines) as they are; video paths relative to
-    `root` (the manifest's folder)."""
-    rows = []
-    for i, video in enumerate(sorted(Path(folder).glob("*.mp4"))):
-        text = video.with_suffix(".txt").read_text(encoding="utf-8").strip()
-        rng = np.random.default_rng([seed, 11, i])
-        captions = text if "\n" in text else caption_alternatives(text, n, rng, templates, partial, unnamed)
-        rows.append({"video": str(video.relative_to(root)), "caption": captions})
-    return rows
