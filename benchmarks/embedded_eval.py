@@ -47,6 +47,7 @@ from semanticgen_core.config import SemanticSpec, VideoSpec  # noqa: E402
 from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline, manifest  # noqa: E402
 from semanticgen_core.lab.world import (  # noqa: E402
+    BACKGROUNDS,
     COLORS,
     HELDOUT_COMBOS,
     HELDOUT_TEMPLATES,
@@ -120,7 +121,7 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
 
     def featurize(split, n, s):
         world = ShapesWorld(n=n, seed=s, split=split, fps=fps, num_frames=9)
-        feats, plans, labels, pos = [], [], {k: [] for k in ATTRS}, []
+        feats, plans, labels, pos = [], [], {k: [] for k in (*ATTRS, "background")}, []
         for i in range(n):
             item = world[i]
             with torch.no_grad():
@@ -128,7 +129,7 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
                 z = comp(f).mean
             feats.append(f[0].mean(dim=(2, 3)).T.numpy())  # [T_s, d] (space pooled: one token per frame here)
             plans.append(z[0].mean(dim=(2, 3)).T.numpy())
-            for k in ATTRS:
+            for k in labels:
                 labels[k].append(item["attributes"][k])
             t = (np.arange(f.shape[2]) * 2 + 0.5) / fps  # centre of each token's two frames
             pos.append(np.stack(Scene(**item["scene"]).position(np.minimum(t, 8 / fps)), -1))
@@ -151,7 +152,8 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
         x_te = np.stack([clip_features(f) for f in te[idx]])
         mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
         x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
-        for k, classes in (("color", list(COLORS)), ("shape", list(SHAPES)), ("motion", metrics.ATTRIBUTES["motion"])):
+        for k, classes in (("color", list(COLORS)), ("shape", list(SHAPES)), ("motion", metrics.ATTRIBUTES["motion"]),
+                           ("background", list(BACKGROUNDS))):  # fmt: skip
             y = np.eye(len(classes))[[classes.index(v) for v in tr[2][k]]]
             pred = apply(ridge(x_tr, y), x_te).argmax(1)
             out[f"{name}_{k}"] = rate([classes[p] == v for p, v in zip(pred, te[2][k])])
@@ -429,11 +431,10 @@ def print_table(r: dict) -> None:
                     f"{max(d.values()):.0f}")(v["per_colour"]["latent_distance"]), "-"),
         ("VAE ceiling: the same, last 2 s of 8 s clips", " / ".join(f"{v['probe']['8s_tail'][k]['rate']:.0%}"
                                                                      for k in ATTRS), "-"),
-        ("encoder features, linear read-out (colour / shape / motion; position RMSE)",
-         " / ".join(f"{lp[f'encoder_{k}']['rate']:.0%}" for k in ATTRS) + f"; {lp['encoder_position_rmse_px']:.1f} px",
-         "-"),
-        ("compressed plan (k dims), linear read-out (same)",
-         " / ".join(f"{lp[f'plan_{k}']['rate']:.0%}" for k in ATTRS) + f"; {lp['plan_position_rmse_px']:.1f} px", "-"),
+        *((f"{name}, linear read-out (colour / shape / motion / background; position RMSE)",
+           " / ".join(f"{lp[f'{key}_{k}']['rate']:.0%}" for k in (*ATTRS, "background"))
+           + f"; {lp[f'{key}_position_rmse_px']:.1f} px", "-")
+          for name, key in (("encoder features", "encoder"), ("compressed plan (k dims)", "plan"))),
         ("stage B given real plans (colour / shape / motion)", " / ".join(f"{sb[k]['rate']:.0%}" for k in ATTRS), "-"),
         ("reference transfer keeps the motion", fmt(tr["motion_kept"]), ">= 95 %"),
         ("reference transfer takes the prompt's colour", fmt(tr["prompt_colour"]), ">= 90 %"),

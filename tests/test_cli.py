@@ -107,6 +107,23 @@ def test_an_interrupted_training_run_ends_the_build_without_marking_the_step_don
     assert not (tmp_path / "decoder" / "done").exists() and not (tmp_path / "build.json").exists()
 
 
+def test_the_default_vae_build_is_the_shipped_4x_recipe(tmp_path, monkeypatch):
+    from train import embedded
+
+    calls = []
+    monkeypatch.setattr(embedded.pretrain, "parse_args", lambda argv: argv)
+    monkeypatch.setattr(embedded.pretrain, "main", lambda argv: calls.append(argv) or {})
+    (tmp_path / "vae").mkdir()  # what the first training run makes
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "vae"]))
+    flag = lambda argv, name: argv[argv.index(name) + 1] if name in argv else None  # noqa: E731
+    assert [flag(a, "--max-steps") for a in calls] == ["1200", "1900", "2500", "3700", "4300"]
+    assert {flag(a, "--spatial-factor") for a in calls} == {"4"}
+    assert [flag(a, "--decay-steps") for a in calls] == ["400", None, None, "1200", "600"]  # the last third, then whole
+    assert [flag(a, "--edge-weight") for a in calls] == [None, None, None, "5", "5"]
+    assert [flag(a, "--object-weight") for a in calls] == ["0", "0", "0", "10", "10"]
+    assert (tmp_path / "vae" / "done").exists()
+
+
 def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, monkeypatch):
     from train import embedded
 
@@ -123,7 +140,7 @@ def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, mo
         assert (argv[argv.index("--edge-weight") + 1] == str(edge)) if edge else "--edge-weight" not in argv
     assert [e for *_, e in embedded.DECODER_PHASES] == [0, 0, 5, 5]
     assert [argv[argv.index("--max-steps") + 1] for argv in calls] == ["10", "20", "30", "40"]
-    assert embedded.parse_args(["--work", "w"]).decoder_steps == "4000,4200"  # the shipped build: no edge phases
+    assert embedded.parse_args(["--work", "w"]).decoder_steps == ""  # the shipped 4x VAE: no decoder fine-tune
     (tmp_path / "decoder" / "done").unlink()
     calls.clear()
     embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "10,20"]))
@@ -139,7 +156,7 @@ def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp
     write_dataset(tmp_path / "videos", 3, seed=1)
     for grammar, templates in (("train", TRAIN_TEMPLATES), ("wide", WIDE_TEMPLATES)):
         (tmp_path / "captions.jsonl").unlink(missing_ok=True)
-        argv = ["--work", str(tmp_path), "--only", "captions", "--caption-alternatives", "40"]
+        argv = ["--work", str(tmp_path), "--only", "captions", "--caption-alternatives", "40", "--caption-partial", "0"]
         embedded.main(embedded.parse_args(argv + (["--caption-templates", grammar] if grammar == "train" else [])))
         rows = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
         used = {template_of(c) for r in rows for c in r["caption"][1:]}
@@ -148,13 +165,19 @@ def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp
         assert f"templates={grammar}" in record
     assert used - set(TRAIN_TEMPLATES)  # the wide grammar's own templates were drawn
     (tmp_path / "captions.jsonl").unlink()
-    argv = ["--work", str(tmp_path), "--only", "captions", "--caption-partial", "2", "--caption-unnamed", "shape,color"]
+    argv = ["--work", str(tmp_path), "--only", "captions", "--caption-alternatives", "0", "--caption-unnamed",
+            "shape,color"]  # fmt: skip
     embedded.main(embedded.parse_args(argv))
     rows = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
     assert all(len(r["caption"]) == 5 and template_of(r["caption"][1]) is None for r in rows)  # text + 2 + 2 partial
     record = json.loads((tmp_path / "build.json").read_text())["steps"]["captions"]["commands"][0]
     assert "partial=2" in record and "unnamed=shape,color" in record
-    assert embedded.parse_args(["--caption-partial", "1"]).caption_unnamed == "shape,color,motion"  # the default
+    default = embedded.parse_args([])  # the shipped build's captions: 4 alternatives, 2 + 2 + 2 partial
+    assert (default.caption_alternatives, default.caption_partial, default.caption_unnamed) == (
+        4,
+        2,
+        "shape,color,motion",
+    )
     with pytest.raises(SystemExit):
         embedded.parse_args(["--caption-unnamed", "shape,size"])
 
@@ -243,6 +266,8 @@ def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):
 
 
 def test_the_build_geometry_makes_the_plan_a_sixteenth_of_stage_b_tokens_at_every_length():
+    from dataclasses import replace
+
     from semanticgen_core.config import SemanticSpec, VideoSpec
     from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
     from train.embedded import LAT_CONFIG
@@ -251,14 +276,15 @@ def test_the_build_geometry_makes_the_plan_a_sixteenth_of_stage_b_tokens_at_ever
     encoder = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
     spec = SemanticSpec(fps=ENCODER_FPS, temporal_patch=encoder.temporal_patch, spatial_patch=encoder.spatial_patch,
                         **ENCODER_PIXELS)  # fmt: skip
-    video = VideoSpec(fps=8)
-    pt, ph, pw = LAT_CONFIG.patch_size
-    for seconds in (0.125, 0.5, 1.0, 2.0, 2.125, 5.0, 8.125, 10.0, 30.0, 60.0):
-        _, t, h, w = video.latent_shape(seconds, 64, 64)
-        ts, hs, ws = spec.grid(seconds, 64, 64)
-        frames = max(1, -(-round(seconds * ENCODER_FPS * 1e6) // 10**6))  # what prepare feeds the encoder
-        assert (ts, hs, ws) == encoder.grid(frames, 64, 64)  # the spec reproduces the encoder's own geometry
-        assert 16 * ts * hs * ws <= (t // pt) * (h // ph) * (w // pw), seconds
+    for factor in (8, 4):  # the 8x VAE with 2x2 patches, the shipped 4x one with 4x4 (lat_config_for): 16 px a token
+        video = VideoSpec(fps=8, spatial_factor=factor)
+        pt, ph, pw = replace(LAT_CONFIG, patch_size=(1, 16 // factor, 16 // factor)).patch_size
+        for seconds in (0.125, 0.5, 1.0, 2.0, 2.125, 5.0, 8.125, 10.0, 30.0, 60.0):
+            _, t, h, w = video.latent_shape(seconds, 64, 64)
+            ts, hs, ws = spec.grid(seconds, 64, 64)
+            frames = max(1, -(-round(seconds * ENCODER_FPS * 1e6) // 10**6))  # what prepare feeds the encoder
+            assert (ts, hs, ws) == encoder.grid(frames, 64, 64)  # the spec reproduces the encoder's own geometry
+            assert 16 * ts * hs * ws <= (t // pt) * (h // ph) * (w // pw), (factor, seconds)
 
 
 def test_sigterm_while_writing_leaves_no_temp_file_and_exits_143(tmp_path, monkeypatch):

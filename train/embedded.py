@@ -50,16 +50,19 @@ LAT_CONFIG = DiTConfig(in_channels=16, out_channels=16, dim=128, ffn_dim=256, fr
 SEM_CONFIG = DiTConfig(in_channels=8, out_channels=8, dim=192, ffn_dim=384, freq_dim=64, text_dim=384, num_heads=6,
                        num_layers=6, patch_size=(1, 1, 1))  # fmt: skip
 TEXT_MAX_LENGTH = 32  # MiniLM tokens; training pads cached captions to the same length (train/data.py)
-# VAE curriculum, one phase per row: (frames, batch, lr, object weight, LR decay over the phase). Short clips first
-# (fast), then longer ones; then the object's pixels weighted 1 + 10 times (the shape covers a few percent of a frame
-# and its colour drifted); last, 65-frame clips: the decoder's causal receptive field spans more than 16 latent
-# frames, and a VAE trained on shorter clips drifts once it is full (colour error x4 past frame 24).
-VAE_PHASES = ((5, 8, 1e-3, 0, False), (9, 4, 1e-3, 0, False), (17, 2, 1e-3, 0, False), (17, 2, 5e-4, 10, True),
-              (65, 1, 3e-4, 10, True))  # fmt: skip
+# VAE curriculum, one phase per row: (frames, batch, lr, object weight, share of the phase with LR decay, edge
+# weight). Short clips first (fast), then longer ones; then the object's pixels weighted 1 + 10 times (the shape covers
+# a few percent of a frame and its colour drifted) with an L1 loss on spatial gradients (pretrain.py --edge-weight:
+# crisper edges); last, 65-frame clips: the decoder's causal receptive field spans more than 16 latent frames, and a
+# VAE trained on shorter clips drifts once it is full (colour error x4 past frame 24). `--vae-spatial-factor 4` (the
+# shipped VAE): 16x16 latents for 64x64 frames give back every attribute of held-out clips, 8x only 93 / 83 % of
+# colours / shapes (README, "A VAE with 4x spatial compression").
+VAE_PHASES = ((5, 8, 1e-3, 0, 1 / 3, 0), (9, 4, 1e-3, 0, 0, 0), (17, 2, 1e-3, 0, 0, 0), (17, 2, 5e-4, 10, 1, 5),
+              (65, 1, 3e-4, 10, 1, 5))  # fmt: skip
 # Decoder fine-tune (latent space kept): (frames, batch, lr, LR decay over the phase, edge weight). The VAE maps blue
 # and purple to nearby latents and its decoder drew both as their mix (probe: 0 of 8 blue reconstructions blue);
 # decoding the posterior mode without the KL noise lets the decoder pull them apart. `--decoder-steps` gives the ends
-# of the first phases (the shipped build: the first two). Phases 3-4 add an L1 loss on spatial gradients
+# of the first phases (the 8x VAE shipped before: the first two; the 4x one: none). Phases 3-4 add an L1 loss on spatial gradients
 # (pretrain.py --edge-weight 5), an experiment not shipped: reconstructions sharper (edge sharpness 47.9 -> 53.4, real
 # 72.5), PSNR 27.1 -> 27.6 dB, but one of five 60 s videos turned from purple to blue (README, "Sharper decoder").
 DECODER_PHASES = ((17, 2, 3e-4, False, 0), (65, 1, 1e-4, True, 0), (17, 2, 1e-4, False, 5), (65, 1, 1e-4, True, 5))
@@ -68,11 +71,12 @@ WIDE_DECODER_PHASES = ((17, 2, 1e-3, True, 0), (65, 1, 1e-4, True, 0))
 WINDOW = 8  # latent frames per attention window of long videos (manifest "window": the CLI's and nodes' default)
 SAMPLER = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # default sampling of the shipped model's stage B
 # stage A unguided: on 400 held-out prompts (seeds 1 and 2, not the evaluation's 0) plan CFG 1 against 4 gave colour
-# 81 vs 76 %, all three 61 vs 56 % on the previous build, a tie on the shipped one (README, Sampling); half the cost
+# 81 vs 76 %, all three 61 vs 56 % on an earlier (8x-VAE) build, a tie on the next (README, Sampling); half the cost
 PLAN_SAMPLER = {"steps": 20, "cfg": 1.0, "shift": 2.0}
 # stage B on a reference video's plan: guidance 3 against 4 on 300 held-out references (seeds 11 and 12, not the
 # evaluation's 1) kept the motion in 94 vs 93 % and took the prompt's colour in 75 vs 68 %, with fewer frames in the
-# reference's colour; 2 was within noise of 3 but lost more of the prompt's shape (README, Sampling)
+# reference's colour; 2 was within noise of 3 but lost more of the prompt's shape (README, Sampling). Tuned on the
+# 8x-VAE model; on the shipped one (seed 11) 1, 2 and 3 kept the motion in 90 / 87 / 86 %, the colour 84 / 91 / 95 %
 TRANSFER_SAMPLER = {"steps": 20, "cfg": 3.0, "shift": 2.0}
 # and stage A first re-samples the reference's plan with the prompt from flow time 0.2, guided at 3: on 150 held-out
 # references (seeds 11 and 12) motion kept 95 vs 94 %, prompt colour 90 vs 77 %, shape 71 vs 67 % against the plan
@@ -163,12 +167,14 @@ def build(args) -> None:
         if len(ends) != len(VAE_PHASES) or ends != sorted(ends):
             raise SystemExit(f"--vae-steps: {len(VAE_PHASES)} increasing phase ends, got {args.vae_steps!r}")
         begin, commands = 0, []
-        for end, (frames, batch, lr, object_weight, decay) in zip(ends, VAE_PHASES):
+        for end, (frames, batch, lr, object_weight, decay, edge) in zip(ends, VAE_PHASES):
             extra = ["--object-weight", object_weight, "--base-dim", args.vae_base_dim]
-            extra += ["--decay-steps", end - begin] if decay else []
-            commands.append(run(pretrain, ["vae", "--out", work / "vae", "--max-steps", end, "--frames", frames,
-                                           "--batch-size", batch, "--lr", lr, "--warmup-steps", 50, "--ckpt-every",
-                                           300, "--resume", *common, *extra]))  # fmt: skip
+            extra += ["--decay-steps", round(decay * (end - begin))] if decay else []
+            extra += ["--edge-weight", edge] if edge else []
+            commands.append(run(pretrain, ["vae", "--spatial-factor", args.vae_spatial_factor, "--out", work / "vae",
+                                           "--max-steps", end, "--frames", frames, "--batch-size", batch, "--lr", lr,
+                                           "--warmup-steps", 50, "--ckpt-every", 100, "--resume", *common,
+                                           *extra]))  # fmt: skip
             begin = end
         (work / "vae" / "done").write_text("ok")
         return commands
@@ -229,8 +235,9 @@ def build(args) -> None:
     b.step("videos", videos / f"seg{args.segment_clips - 1:06d}.txt", write_videos)
     captions = work / "captions.jsonl"
 
-    def write_captions():  # each clip's caption plus N more of the same scene (training templates), one drawn per
-        # step; from the 12 templates it did not raise held-out adherence (README), so the default is none
+    def write_captions():  # each clip's caption plus N more of the same scene (training templates) and K per attribute
+        # that leave it unnamed, one drawn per step: alternatives alone did not raise held-out adherence, partial ones
+        # did (colour 72 -> 84 %: held-out combinations are read word by word; README, "Partial captions")
         from semanticgen_core.lab.captions import caption_manifest
 
         unnamed = tuple(args.caption_unnamed.split(","))
@@ -357,14 +364,19 @@ def parse_args(argv=None):
     p.add_argument("--vae", default="", help="reuse this trained VAE file instead of training one")
     p.add_argument("--seed", type=int, default=0, help="seed of every step")
     p.add_argument(
-        "--vae-steps", default="800,1500,2100,3300,3900", help="VAE: the step each phase of VAE_PHASES trains to"
+        "--vae-steps", default="1200,1900,2500,3700,4300", help="VAE: the step each phase of VAE_PHASES trains to"
     )
+    p.add_argument(
+        "--vae-spatial-factor", type=int, choices=(4, 8), default=4,
+        help="VAE spatial compression (stage B's patch follows: 16 px per token either way)",
+    )  # fmt: skip
     p.add_argument("--vae-base-dim", type=int, default=8, help="VAE channel width (AutoencoderKLWan base_dim)")
     p.add_argument(
         "--decoder-steps",
-        default="4000,4200",
+        default="",
         help="decoder fine-tune on the frozen encoder's latents: ends of the first phases of DECODER_PHASES (two: "
-        "the shipped build; four: also the edge-loss phases, an experiment); '': none",
+        "the 8x VAE shipped before, '4000,4200'; four: also the edge-loss phases, an experiment); '' (the shipped "
+        "4x VAE): none",
     )
     p.add_argument(
         "--decoder-base-dim", type=int, default=0,
@@ -379,11 +391,11 @@ def parse_args(argv=None):
         "--segment-clips", type=int, default=320, help="8 s clips with a caption per 2-4 s segment (prompt schedules)"
     )
     p.add_argument(
-        "--caption-alternatives", type=int, default=0,
+        "--caption-alternatives", type=int, default=4,
         help="captions step: N more captions of each 2 s clip's scene (training templates); a training step draws one",
     )  # fmt: skip
     p.add_argument(
-        "--caption-partial", type=int, default=0,
+        "--caption-partial", type=int, default=2,
         help="captions step: N more captions of each clip per attribute of --caption-unnamed, that attribute unnamed "
         "(lab.captions.partial_caption: attribute dropout, so that held-out attribute combinations are read word by word)",
     )  # fmt: skip
