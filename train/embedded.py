@@ -62,9 +62,10 @@ VAE_PHASES = ((5, 8, 1e-3, 0, 1 / 3, 0), (9, 4, 1e-3, 0, 0, 0), (17, 2, 1e-3, 0,
 # Decoder fine-tune (latent space kept): (frames, batch, lr, LR decay over the phase, edge weight). The VAE maps blue
 # and purple to nearby latents and its decoder drew both as their mix (probe: 0 of 8 blue reconstructions blue);
 # decoding the posterior mode without the KL noise lets the decoder pull them apart. `--decoder-steps` gives the ends
-# of the first phases (the 8x VAE shipped before: the first two; the 4x one: none). Phases 3-4 add an L1 loss on spatial gradients
-# (pretrain.py --edge-weight 5), an experiment not shipped: reconstructions sharper (edge sharpness 47.9 -> 53.4, real
-# 72.5), PSNR 27.1 -> 27.6 dB, but one of five 60 s videos turned from purple to blue (README, "Sharper decoder").
+# of the first phases (the 8x VAE shipped before: the first two; the 4x one: none). Phases 3-4 add an L1 loss on
+# spatial gradients (pretrain.py --edge-weight 5), an experiment not shipped: reconstructions sharper (edge sharpness
+# 47.9 -> 53.4, real 72.5), PSNR 27.1 -> 27.6 dB, but one of five 60 s videos turned from purple to blue (README, "How
+# it got here").
 DECODER_PHASES = ((17, 2, 3e-4, False, 0), (65, 1, 1e-4, True, 0), (17, 2, 1e-4, False, 5), (65, 1, 1e-4, True, 5))
 # --decoder-base-dim: a new, wider decoder (random init) on the same frozen encoder trains from a higher LR, decayed
 WIDE_DECODER_PHASES = ((17, 2, 1e-3, True, 0), (65, 1, 1e-4, True, 0))
@@ -76,7 +77,8 @@ PLAN_SAMPLER = {"steps": 20, "cfg": 1.0, "shift": 2.0}
 # stage B on a reference video's plan: guidance 3 against 4 on 300 held-out references (seeds 11 and 12, not the
 # evaluation's 1) kept the motion in 94 vs 93 % and took the prompt's colour in 75 vs 68 %, with fewer frames in the
 # reference's colour; 2 was within noise of 3 but lost more of the prompt's shape (README, Sampling). Tuned on the
-# 8x-VAE model; on the shipped one (seed 11) 1, 2 and 3 kept the motion in 90 / 87 / 86 %, the colour 84 / 91 / 95 %
+# 8x-VAE model; on the 4x one before the shipped (seed 11) 1, 2, 3 kept the motion in 90 / 87 / 86 %, the colour in
+# 84 / 91 / 95 %
 TRANSFER_SAMPLER = {"steps": 20, "cfg": 3.0, "shift": 2.0}
 # and stage A first re-samples the reference's plan with the prompt from flow time 0.2, guided at 3: on 150 held-out
 # references (seeds 11 and 12) motion kept 95 vs 94 %, prompt colour 90 vs 77 %, shape 71 vs 67 % against the plan
@@ -237,7 +239,7 @@ def build(args) -> None:
 
     def write_captions():  # each clip's caption plus N more of the same scene (training templates) and K per attribute
         # that leave it unnamed, one drawn per step: alternatives alone did not raise held-out adherence, partial ones
-        # did (colour 72 -> 84 %: held-out combinations are read word by word; README, "Partial captions")
+        # did (colour 72 -> 84 %: held-out combinations are read word by word; README, "How it got here")
         from semanticgen_core.lab.captions import caption_manifest
 
         unnamed = tuple(args.caption_unnamed.split(","))

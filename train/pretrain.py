@@ -44,7 +44,7 @@ VAE_CONFIG = dict(
     base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True],
     attn_scales=[],
 )  # fmt: skip
-# --spatial-factor 4 (an experiment, not the shipped geometry): one downsampling level fewer, time still 4x
+# --spatial-factor 4 (the shipped embedded VAE; train/embedded.py passes it): one downsampling level fewer, time 4x
 VAE_LEVELS = {8: dict(dim_mult=[1, 2, 4, 4], temperal_downsample=[False, True, True]),
               4: dict(dim_mult=[1, 2, 4], temperal_downsample=[True, True])}  # fmt: skip
 ENCODER_CONFIG = dict(
@@ -314,7 +314,7 @@ def parse_args(argv=None):
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
     p.add_argument(
         "--spatial-factor", type=int, default=8, choices=sorted(VAE_LEVELS),
-        help="VAE: pixels per latent cell (8: the shipped geometry; 4: one level fewer, an experiment)",
+        help="VAE: pixels per latent cell (8: Wan2.1's geometry; 4: one level fewer, the shipped embedded VAE)",
     )  # fmt: skip
     p.add_argument("--init", default=None, help="VAE: start from this trained VAE (.safetensors) instead of random")
     p.add_argument("--decoder-only", action="store_true", help="VAE: train only the decoder of --init (latents kept)")
