@@ -167,14 +167,16 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
 
 def colour_breakdown(scenes, videos, probe) -> dict:
     """Colour hits by kind of held-out scene (a held-out colour-shape or colour-motion pair) and the commonest
-    (true, drawn) colour mistakes."""
+    (true, drawn) colour and shape mistakes."""
     preds = probe.predict_batch(videos)
     kinds = {"color_shape": [], "color_motion": []}
     for s, p in zip(scenes, preds):
         kind = "color_shape" if (s.color, s.shape) in HELDOUT_COMBOS["color_shape"] else "color_motion"
         kinds[kind].append(p["color"] == s.color)
     mistakes = Counter(f"{s.color} -> {p['color']}" for s, p in zip(scenes, preds) if p["color"] != s.color)
-    return {"by_kind": {k: rate(v) for k, v in kinds.items()}, "mistakes": dict(mistakes.most_common(4))}
+    shapes = Counter(f"{s.shape} -> {p['shape']}" for s, p in zip(scenes, preds) if p["shape"] != s.shape)
+    return {"by_kind": {k: rate(v) for k, v in kinds.items()}, "mistakes": dict(mistakes.most_common(4)),
+            "shape_mistakes": dict(shapes.most_common(6))}  # fmt: skip
 
 
 def vae_per_colour(pipe, probe, n=8, seed=0) -> dict:
@@ -408,6 +410,8 @@ def print_table(r: dict) -> None:
                                                               for t, v in a["colour_by_template"].items()), "-"),
         ("commonest colour mistakes (true -> drawn: count)",
          ", ".join(f"{k}: {v}" for k, v in a["colour_breakdown"]["mistakes"].items()) or "none", "-"),
+        ("shape mistakes (true -> drawn: count)",
+         ", ".join(f"{k}: {v}" for k, v in a["colour_breakdown"].get("shape_mistakes", {}).items()) or "none", "-"),
         ("Frechet distance (probe features): generated vs real / real vs real",
          f"{fr['generated_vs_real']:.2f} / {fr['real_vs_real']:.2f} ({fr['generated_vs_real'] / fr['real_vs_real']:.1f}x)",
          "<= 2x"),

@@ -124,6 +124,28 @@ def test_the_default_vae_build_is_the_shipped_4x_recipe(tmp_path, monkeypatch):
     assert (tmp_path / "vae" / "done").exists()
 
 
+def test_the_default_stage1_build_ends_with_uniform_times(tmp_path, monkeypatch):
+    from train import embedded
+
+    calls = []
+    monkeypatch.setattr(embedded.stage1, "parse_args", lambda argv: argv)
+    monkeypatch.setattr(embedded.stage1, "main", lambda argv: calls.append(argv) or {})
+    monkeypatch.setattr(embedded, "lat_config_for", lambda vae: embedded.LAT_CONFIG)
+    flag = lambda argv, name: argv[argv.index(name) + 1] if name in argv else None  # noqa: E731
+    (tmp_path / "stage1").mkdir()  # what the first training run makes
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "stage1"]))
+    assert [flag(a, "--max-steps") for a in calls] == ["8000", "25000", "30000"]
+    assert [flag(a, "--time-sampling") for a in calls] == [None, None, "uniform"]
+    assert [flag(a, "--window") for a in calls] == [None, "8", "8"] and flag(calls[2], "--time-shift") == "3"
+    for choice, times in (("all", ["uniform", "uniform"]), ("none", [None, None])):
+        calls.clear()
+        (tmp_path / "stage1" / "done").unlink()
+        embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "stage1", "--stage1-uniform-times",
+                                           choice]))  # fmt: skip
+        assert [flag(a, "--time-sampling") for a in calls] == times
+        assert [flag(a, "--max-steps") for a in calls] == ["8000", "25000"]
+
+
 def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, monkeypatch):
     from train import embedded
 

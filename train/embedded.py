@@ -279,12 +279,17 @@ def build(args) -> None:
                 "--object-weight", args.object_weight, "--kl-weight", args.kl_weight,
                 *(["--passthrough"] if args.passthrough else []), "--export-dtype", "fp16", "--ckpt-every", 500,
                 "--resume", *common]  # fmt: skip
+        uniform = ["--time-sampling", "uniform", "--time-shift", 3]  # the noisiest times: the background's source
+        times = uniform if args.stage1_uniform_times == "all" else []
         end = args.stage1_steps + args.stage1_window_steps
         commands = [run(stage1, [*base, "--max-steps", args.stage1_steps, "--lr", 1e-3, "--decay-steps",
-                                 args.stage1_steps // 3])]  # fmt: skip
+                                 args.stage1_steps // 3, *times])]  # fmt: skip
         if args.stage1_window_steps:
             commands.append(run(stage1, [*base, "--max-steps", end, "--lr", 3e-4, "--decay-steps",
-                                         args.stage1_window_steps, "--window", WINDOW]))  # fmt: skip
+                                         args.stage1_window_steps, "--window", WINDOW, *times]))  # fmt: skip
+        if args.stage1_uniform_times == "tail" and args.stage1_tail_steps:
+            commands.append(run(stage1, [*base, "--max-steps", end + args.stage1_tail_steps, "--lr", 3e-4,
+                                         "--decay-steps", args.stage1_tail_steps, "--window", WINDOW, *uniform]))  # fmt: skip
         (work / "stage1" / "done").write_text("ok")
         return commands
 
@@ -414,6 +419,14 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--stage1-window-steps", type=int, default=17000, help="stage-1 steps in the sampling windows, after the rest"
+    )
+    p.add_argument(
+        "--stage1-uniform-times", choices=("tail", "all", "none"), default="tail",
+        help="stage 1: when training times are drawn uniformly and shifted by 3 instead of logit-normal: in "
+        "--stage1-tail-steps more steps after the rest (tail), in every step (all), or never (none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--stage1-tail-steps", type=int, default=5000, help="stage-1 steps after the windows with uniform times (tail)"
     )
     p.add_argument(
         "--stage2-steps", type=int, default=6000, help="stage-2 steps (batch 32; LR decays over the last third)"
