@@ -124,7 +124,7 @@ def test_the_default_vae_build_is_the_shipped_4x_recipe(tmp_path, monkeypatch):
     assert (tmp_path / "vae" / "done").exists()
 
 
-def test_the_default_stage1_build_ends_with_uniform_times(tmp_path, monkeypatch):
+def test_the_default_stage1_build_draws_uniform_times(tmp_path, monkeypatch):
     from train import embedded
 
     calls = []
@@ -133,7 +133,13 @@ def test_the_default_stage1_build_ends_with_uniform_times(tmp_path, monkeypatch)
     monkeypatch.setattr(embedded, "lat_config_for", lambda vae: embedded.LAT_CONFIG)
     flag = lambda argv, name: argv[argv.index(name) + 1] if name in argv else None  # noqa: E731
     (tmp_path / "stage1").mkdir()  # what the first training run makes
-    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "stage1"]))
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "stage1"]))  # the shipped recipe
+    assert [flag(a, "--max-steps") for a in calls] == ["8000", "25000"]
+    assert [flag(a, "--time-sampling") for a in calls] == ["uniform", "uniform"]
+    assert [flag(a, "--window") for a in calls] == [None, "8"] and flag(calls[1], "--time-shift") == "3"
+    calls.clear()
+    (tmp_path / "stage1" / "done").unlink()
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "stage1", "--stage1-uniform-times", "tail"]))
     assert [flag(a, "--max-steps") for a in calls] == ["8000", "25000", "30000"]
     assert [flag(a, "--time-sampling") for a in calls] == [None, None, "uniform"]
     assert [flag(a, "--window") for a in calls] == [None, "8", "8"] and flag(calls[2], "--time-shift") == "3"

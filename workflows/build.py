@@ -47,7 +47,7 @@ WAN_NEGATIVE = "static, blurry, low quality, worst quality, deformed, watermark,
 SAMPLER_EMBEDDED = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # stage B; stage A unguided (train/embedded.py PLAN_SAMPLER)
 PLAN_SAMPLER_EMBEDDED = {**SAMPLER_EMBEDDED, "cfg": 1.0}
 TRANSFER_SAMPLER_EMBEDDED = {**SAMPLER_EMBEDDED, "cfg": 3.0}  # stage B on a reference's plan (TRANSFER_SAMPLER)
-REPLAN_EMBEDDED = {"denoise": 0.2, **SAMPLER_EMBEDDED, "cfg": 3.0}  # stage A re-plans it (TRANSFER_REPLAN)
+REPLAN_EMBEDDED = {"denoise": 0.35, **SAMPLER_EMBEDDED, "cfg": 3.0}  # stage A re-plans it (TRANSFER_REPLAN)
 SAMPLER_WAN = {"steps": 30, "cfg": 6.0, "shift": 8.0}
 
 NOTE_EMBEDDED = (
@@ -59,7 +59,7 @@ NOTE_EMBEDDED = (
 NOTE_REFERENCE_EMBEDDED = (
     "\n\nThe reference clip `reference_shapes.mp4` ships with the pack (a green circle moving right): its plan keeps "
     "the layout and motion, the prompt sets the colour. **Re-plan with Prompt** re-samples that plan from "
-    "`denoise` 0.2 with the prompt (stage A, cfg 3): the prompt's colour is taken far more often than from the plan "
+    "`denoise` 0.35 with the prompt (stage A, cfg 3): the prompt's colour is taken far more often than from the plan "
     "as encoded (README, Sampling); bypass it to render the reference's plan as it is."
 )
 NOTE_WAN = (
