@@ -5,6 +5,10 @@ For each VAE file: the attribute probe on reconstructions of n held-out 2 s clip
 against the real clips (embedded_eval.vae_scores; the same clips for every VAE). Compare VAEs trained with equal
 budgets, e.g. `train/pretrain.py vae --spatial-factor 4` against 8.
 
+And whether the encoder keeps colours apart late in a clip (`colour_separation`): each of `--n-still` held-out
+scenes, made still, in each colour, 8 s; the distance between the two nearest colours' latents at the last latent
+frame over that at frame 0. Below 1 the settled codes of two colours have moved together, which no decoder undoes.
+
     python benchmarks/vae_ceiling.py --n 100 semanticgen_core/lab/weights/shapes_vae.safetensors runs/vae4/shapes_vae.safetensors
 """
 
@@ -18,11 +22,35 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embedded_eval import ATTRS, fmt, vae_scores  # noqa: E402
+import numpy as np  # noqa: E402
+from embedded_eval import ATTRS, FPS, fmt, vae_scores  # noqa: E402
 
 from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path  # noqa: E402
-from semanticgen_core.vae import load_vae  # noqa: E402
+from semanticgen_core.lab.world import COLORS, render, sample_scene  # noqa: E402
+from semanticgen_core.vae import frames_to_video, load_vae  # noqa: E402
+
+
+def colour_separation(vae, n: int, seed: int) -> dict:
+    """For n held-out scenes made still: min over colour pairs of the latent distance at the last latent frame of an
+    8 s clip, divided by the same at frame 0 (median, worst, and the pair that comes closest most often)."""
+    rng = np.random.default_rng(seed)
+    ratios, pairs = [], []
+    for _ in range(n):
+        scene = sample_scene(rng, "heldout", 8.0)
+        scene = scene.__class__(**{**scene.__dict__, "motion": "still"})
+        with torch.no_grad():
+            clips = {c: render(scene.__class__(**{**scene.__dict__, "color": c}), 8.0, fps=FPS) for c in COLORS}
+            z = {c: vae.encode(frames_to_video(x))[0] for c, x in clips.items()}  # [C, T, h, w] each
+        names = list(COLORS)
+        dist = {(a, b): [float((z[a][:, t] - z[b][:, t]).norm()) for t in (0, -1)]
+                for i, a in enumerate(names) for b in names[i + 1 :]}  # fmt: skip
+        first, last = min(d[0] for d in dist.values()), min(d[1] for d in dist.values())
+        ratios.append(last / first)
+        pairs.append("-".join(min(dist, key=lambda k: dist[k][1])))
+    top = max(set(pairs), key=pairs.count)
+    return {"median": float(np.median(ratios)), "worst": float(np.min(ratios)), "closest_pair": top,
+            "closest_pair_share": pairs.count(top) / n, "n": n}  # fmt: skip
 
 
 def main(args) -> dict:
@@ -33,10 +61,15 @@ def main(args) -> dict:
     probe = metrics.AttributeProbe.load(embedded_path("probe"))
     out = {}
     for path in args.vaes:
-        r = out[path] = vae_scores(load_vae(path).eval(), probe, args.n, args.seed)
+        vae = load_vae(path).eval()
+        r = out[path] = vae_scores(vae, probe, args.n, args.seed)
+        r["colour_separation"] = sep = colour_separation(vae, args.n_still, args.seed)
         print(f"{path}: PSNR 8 s {r['psnr_8s_mean']:.1f} dB (worst {r['psnr_8s_min']:.1f}); probe on 2 s "
               + ", ".join(f"{k} {fmt(r['probe']['2s'][k])}" for k in ATTRS)
-              + f"; sharpness {r['sharpness_recon']:.1f} / real {r['sharpness_real']:.1f}", flush=True)  # fmt: skip
+              + f"; sharpness {r['sharpness_recon']:.1f} / real {r['sharpness_real']:.1f}; last 2 s of 8 s "
+              + ", ".join(f"{k} {fmt(r['probe']['8s_tail'][k])}" for k in ATTRS)
+              + f"; nearest colours' latents, last frame / first: median {sep['median']:.2f}, worst {sep['worst']:.2f}"
+              + f" ({sep['closest_pair']} in {sep['closest_pair_share']:.0%})", flush=True)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out
@@ -46,6 +79,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("vaes", nargs="+", help="VAE files (semanticgen_core.vae.load_vae)")
     p.add_argument("--n", type=int, default=100, help="held-out clips of each length")
+    p.add_argument("--n-still", type=int, default=20, help="still scenes for the colour separation (6 clips each)")
     p.add_argument("--seed", type=int, default=2, help="clip seed (embedded_eval.py's VAE clips: its seed + 2)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--json", default=None, help="also write the results here")

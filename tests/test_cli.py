@@ -175,6 +175,26 @@ def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, mo
     assert len(calls) == 2 and not any("--edge-weight" in argv for argv in calls)
 
 
+def test_the_long_decoder_phases_fine_tune_on_65_frame_clips(tmp_path, monkeypatch):
+    from train import embedded
+
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
+    (tmp_path / "decoder").mkdir()
+    calls = []
+    monkeypatch.setattr(embedded.pretrain, "parse_args", lambda argv: argv)
+    monkeypatch.setattr(embedded.pretrain, "main", lambda argv: calls.append(argv) or {})
+    long = ["--decoder-phases", "long"]
+    embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "1200", *long]))
+    [argv] = calls
+    flag = lambda name: argv[argv.index(name) + 1]  # noqa: E731
+    assert "--decoder-only" in argv and "--edge-weight" not in argv
+    assert [flag(f) for f in ("--frames", "--max-steps", "--decay-steps", "--lr")] == ["65", "1200", "1200", "0.0003"]
+    with pytest.raises(SystemExit, match="1 to 1 increasing"):
+        embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--force",
+                                           "--decoder-steps", "600,1200", *long]))  # fmt: skip
+
+
 def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp_path):
     import json
 
