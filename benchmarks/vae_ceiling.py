@@ -15,6 +15,7 @@ frame over that at frame 0. Below 1 the settled codes of two colours have moved 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,15 +35,12 @@ from semanticgen_core.vae import frames_to_video, load_vae  # noqa: E402
 def colour_separation(vae, n: int, seed: int) -> dict:
     """For n held-out scenes made still: min over colour pairs of the latent distance at the last latent frame of an
     8 s clip, divided by the same at frame 0 (median, worst, and the pair that comes closest most often)."""
-    rng = np.random.default_rng(seed)
+    rng, names = np.random.default_rng(seed), list(COLORS)
     ratios, pairs = [], []
     for _ in range(n):
-        scene = sample_scene(rng, "heldout", 8.0)
-        scene = scene.__class__(**{**scene.__dict__, "motion": "still"})
-        with torch.no_grad():
-            clips = {c: render(scene.__class__(**{**scene.__dict__, "color": c}), 8.0, fps=FPS) for c in COLORS}
-            z = {c: vae.encode(frames_to_video(x))[0] for c, x in clips.items()}  # [C, T, h, w] each
-        names = list(COLORS)
+        scene = replace(sample_scene(rng, "heldout", 8.0), motion="still")
+        with torch.no_grad():  # [C, T, h, w] each
+            z = {c: vae.encode(frames_to_video(render(replace(scene, color=c), 8.0, fps=FPS)))[0] for c in names}
         dist = {(a, b): [float((z[a][:, t] - z[b][:, t]).norm()) for t in (0, -1)]
                 for i, a in enumerate(names) for b in names[i + 1 :]}  # fmt: skip
         first, last = min(d[0] for d in dist.values()), min(d[1] for d in dist.values())
