@@ -195,6 +195,47 @@ def test_the_long_decoder_phases_fine_tune_on_65_frame_clips(tmp_path, monkeypat
                                            "--decoder-steps", "600,1200", *long]))  # fmt: skip
 
 
+def test_finetune_builds_from_a_shipped_model_copied_into_the_work_folder(tmp_path, monkeypatch):
+    import json
+
+    from train import embedded
+
+    source, work = tmp_path / "shipped", tmp_path / "work"
+    source.mkdir()
+    for name in PARTS.values():
+        (source / name).write_bytes(name.encode())
+    (source / "manifest.json").write_text(json.dumps({"settings": {"k": 8}, "steps": {"stage1": {"seconds": 4261}}}))
+    calls = {}
+    for module in ("pretrain", "stage1", "stage2"):
+        monkeypatch.setattr(getattr(embedded, module), "parse_args", lambda argv: argv)
+        monkeypatch.setattr(getattr(embedded, module), "main", lambda argv, m=module: calls.setdefault(m, argv) and {})
+    monkeypatch.setattr(embedded, "lat_config_for", lambda vae: embedded.LAT_CONFIG)
+    for step in ("vae", "stage1", "stage2"):
+        (work / step).mkdir(parents=True)  # what each training run makes
+    (work / "vae" / "shapes_vae.safetensors").write_bytes(b"the tuned VAE")
+    tune = ["--work", str(work), "--finetune", str(source), "--stage1-steps", "300", "--stage2-steps", "200"]
+    embedded.main(embedded.parse_args([*tune, "--only", "vae,decoder,encoder,stage1,stage2,probe"]))
+    flag = lambda m, name: calls[m][calls[m].index(name) + 1]  # noqa: E731
+    assert flag("pretrain", "--init") == str(work / "init" / PARTS["vae"])  # the whole VAE, not --decoder-only
+    assert "--decoder-only" not in calls["pretrain"] and flag("pretrain", "--frames") == "65"
+    assert flag("pretrain", "--max-steps") == flag("pretrain", "--decay-steps") == "600"
+    assert flag("stage1", "--init") == str(work / "init" / PARTS["stage1"]) and flag("stage1", "--window") == "8"
+    assert flag("stage1", "--max-steps") == "300" and flag("stage1", "--time-sampling") == "uniform"
+    assert flag("stage2", "--init") == str(work / "init" / PARTS["stage2"]) and flag("stage2", "--max-steps") == "200"
+    assert (work / "encoder" / "shapes_encoder.safetensors").read_bytes() == PARTS["encoder"].encode()  # reused
+    assert (work / "shapes_probe.safetensors").read_bytes() == PARTS["probe"].encode()
+    record = json.loads((work / "build.json").read_text())
+    assert record["finetuned_from"]["steps"]["stage1"]["seconds"] == 4261  # the lineage travels with the build
+    assert set(record["settings"]["finetune"]) == set(PARTS.values()) and "$WORK/init" in str(record["steps"])
+    (source / PARTS["stage2"]).write_bytes(b"another model")
+    with pytest.raises(SystemExit, match="holds another model's"):
+        embedded.main(embedded.parse_args(tune))
+    with pytest.raises(SystemExit, match="goes with none of --vae"):
+        embedded.main(embedded.parse_args([*tune, "--vae", str(source / PARTS["vae"])]))
+    with pytest.raises(SystemExit, match="not a shipped model folder"):
+        embedded.main(embedded.parse_args(["--work", str(tmp_path / "w2"), "--finetune", str(work)]))
+
+
 def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp_path):
     import json
 

@@ -125,6 +125,30 @@ def test_stage1_then_stage2_exports_load_and_sample(cache, tmp_path):
     assert frames.shape == (1, 9, 32, 32, 3) and frames.dtype == np.uint8
 
 
+def test_init_fine_tunes_an_earlier_export_and_refuses_one_of_another_config(cache, tmp_path):
+    base = ["--data", cache, "--max-steps", "2", *FAST]
+    stage1.main(stage1.parse_args([*base, "--out", str(tmp_path / "s1"), "--seed", "1"]))
+    bundle = tmp_path / "s1" / "stage1_bundle.safetensors"
+    stage2.main(stage2.parse_args([*base, "--stage1", str(bundle), "--out", str(tmp_path / "s2"), "--seed", "1"]))
+    gen = tmp_path / "s2" / "stage2_semantic_generator.safetensors"
+    tiny = ["--max-steps", "1", "--lr", "1e-9", "--seed", "2"]  # another init seed; a step that barely moves
+    stage1.main(stage1.parse_args([*base, *tiny, "--out", str(tmp_path / "t1"), "--init", str(bundle)]))
+    stage2.main(stage2.parse_args([*base, *tiny, "--stage1", str(bundle), "--out", str(tmp_path / "t2"),
+                                   "--init", str(gen)]))  # fmt: skip
+    for a, b in ((bundle, tmp_path / "t1" / bundle.name), (gen, tmp_path / "t2" / gen.name)):
+        before, after = load_file(str(a)), load_file(str(b))
+        assert before.keys() == after.keys()
+        assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before), a.name
+    stage1.main(stage1.parse_args([*base, *tiny, "--out", str(tmp_path / "fresh")]))  # without --init: its own
+    fresh = load_file(str(tmp_path / "fresh" / bundle.name))
+    assert not torch.allclose(fresh["compressor.mlp.1.weight"], load_file(str(bundle))["compressor.mlp.1.weight"])
+    with pytest.raises(SystemExit, match="config differs.*sem_channels"):
+        stage1.main(stage1.parse_args([*base, *tiny, "--k", "4", "--out", str(tmp_path / "k4"), "--init", str(bundle)]))
+    with pytest.raises(SystemExit, match="--init .* and --init-wan"):
+        stage2.main(stage2.parse_args([*base, *tiny, "--stage1", str(bundle), "--out", str(tmp_path / "w"),
+                                       "--init", str(gen), "--init-wan", str(gen)]))  # fmt: skip
+
+
 def test_sigkill_then_resume_equals_uninterrupted_run(cache, tmp_path):
     killed, ref = tmp_path / "killed", tmp_path / "ref"
     assert sum("ctx_alts" in e["shapes"] for e in CachedLatentDataset(cache).entries) == 2  # steps draw captions too

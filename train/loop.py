@@ -406,6 +406,11 @@ def add_run_args(parser, dit_preset: str) -> None:
     )
     parser.add_argument("--config", default=dit_preset, help="DiT preset or DiTConfig JSON when not --init-wan")
     parser.add_argument("--init-wan", default=None, help="initialise from Wan2.1 T2V weights (folder or .safetensors)")
+    parser.add_argument(
+        "--init", default=None,
+        help="fine-tune: start from an earlier export of this stage (same --config; e.g. the shipped model's, on a new "
+        "VAE's latents); a --resume'd state overrides it",
+    )  # fmt: skip
     parser.add_argument("--sample-vae", default=None, help="VAE weights to decode samples to mp4 (else: latents)")
     parser.add_argument("--sample-steps", type=int, default=20, help="Euler steps per sample stage")
     add_dataclass_args(parser, TrainConfig)

@@ -32,7 +32,7 @@ from semanticgen_core.config import DiTConfig, SemanticSpec, VideoSpec, get_dit_
 from semanticgen_core.dit import SemanticGenDiT  # noqa: E402
 from train.data import CachedLatentDataset, cache_dims, read_cache_info  # noqa: E402
 from train.export import load_stage1, save_stage1, write_sample  # noqa: E402
-from train.finetune import apply_lora_mode, export_with_lora, new_layers  # noqa: E402
+from train.finetune import apply_lora_mode, export_with_lora, init_from, new_layers  # noqa: E402
 from train.loop import (  # noqa: E402
     Task,
     TrainConfig,
@@ -92,6 +92,8 @@ class Stage1Model(nn.Module):
 
 def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage1Model:
     """Compressor (d -> k) and latent generator (Wan2.1 weights or a config) fitted to the cache."""
+    if args.init and (args.init_wan or args.no_plan):
+        raise SystemExit("--init (a stage-1 bundle) goes with neither --init-wan nor --no-plan")
     dims = cache_dims(info)
     compressor = None
     if not args.no_plan:
@@ -102,6 +104,10 @@ def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage
     else:
         lat = SemanticGenDiT(get_dit_config(args.config, sem_channels=k))
     check_fits(lat.config, dims["latent"], dims["text"], f"latent generator ({args.init_wan or args.config})")
+    if args.init:  # fine-tune an earlier bundle: its latent generator and compressor
+        init = load_stage1(args.init)
+        init_from(lat, init.lat_generator, f"--init {args.init}: latent generator")
+        init_from(compressor, init.compressor, f"--init {args.init}: compressor")
     if cfg.lora_rank:  # the compressor is a separate module: always fully trained
         counts = apply_lora_mode(lat, cfg.lora_rank, cfg.lora_alpha, cfg.base_dtype, new_layers(lat))
         print(f"LoRA mode: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen in the latent generator")

@@ -29,7 +29,7 @@ from semanticgen_core.config import get_dit_config  # noqa: E402
 from semanticgen_core.dit import SemanticGenDiT  # noqa: E402
 from train.data import CachedLatentDataset, cache_dims, read_cache_info  # noqa: E402
 from train.export import Stage1Export, load_stage1, load_stage2, save_stage2, write_sample  # noqa: E402
-from train.finetune import apply_lora_mode, export_with_lora, new_layers  # noqa: E402
+from train.finetune import apply_lora_mode, export_with_lora, init_from, new_layers  # noqa: E402
 from train.loop import (  # noqa: E402
     Task,
     TrainConfig,
@@ -73,6 +73,8 @@ class Stage2Model(nn.Module):
 
 def build_model(args: argparse.Namespace, info: dict, stage1: Stage1Export, cfg: TrainConfig) -> Stage2Model:
     """Semantic generator (Wan2.1 weights where shapes allow, or a config) for the plans of the stage-1 compressor."""
+    if args.init and args.init_wan:
+        raise SystemExit("--init (a stage-2 export) and --init-wan: give one of them")
     dims, k = cache_dims(info), stage1.compressor.out_dim
     check_plan_compatible(
         dims["sem"], info["semantic"]["kind"], stage1.compressor.in_dim, stage1.semantic.kind,
@@ -83,6 +85,8 @@ def build_model(args: argparse.Namespace, info: dict, stage1: Stage1Export, cfg:
     else:
         gen = SemanticGenDiT(get_dit_config(args.config, in_channels=k, out_channels=k, sem_channels=0))
     check_fits(gen.config, k, dims["text"], f"semantic generator ({args.init_wan or args.config})")
+    if args.init:  # fine-tune an earlier semantic generator (for the plans of this stage-1 compressor)
+        init_from(gen, load_stage2(args.init, stage1).sem_generator, f"--init {args.init}: semantic generator")
     if cfg.lora_rank:  # the k-channel input / output projections are new: fully trained
         counts = apply_lora_mode(gen, cfg.lora_rank, cfg.lora_alpha, cfg.base_dtype, new_layers(gen))
         print(f"LoRA mode: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen in the semantic generator")
