@@ -175,15 +175,21 @@ def test_decoder_phases_add_the_edge_loss_only_where_the_table_says(tmp_path, mo
     assert len(calls) == 2 and not any("--edge-weight" in argv for argv in calls)
 
 
-def test_the_long_decoder_phases_fine_tune_on_65_frame_clips(tmp_path, monkeypatch):
-    from train import embedded
-
-    (tmp_path / "vae").mkdir()
-    (tmp_path / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
-    (tmp_path / "decoder").mkdir()
+def decoder_step_calls(embedded, work, monkeypatch) -> list:
+    """A work folder with a trained VAE; pretrain.py stubbed to record each decoder run's argv in the list returned."""
+    (work / "vae").mkdir()
+    (work / "vae" / "shapes_vae.safetensors").write_bytes(b"a trained VAE")
+    (work / "decoder").mkdir()
     calls = []
     monkeypatch.setattr(embedded.pretrain, "parse_args", lambda argv: argv)
     monkeypatch.setattr(embedded.pretrain, "main", lambda argv: calls.append(argv) or {})
+    return calls
+
+
+def test_the_long_decoder_phases_fine_tune_on_65_frame_clips(tmp_path, monkeypatch):
+    from train import embedded
+
+    calls = decoder_step_calls(embedded, tmp_path, monkeypatch)
     long = ["--decoder-phases", "long"]
     embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--decoder-steps", "1200", *long]))
     [argv] = calls
@@ -193,6 +199,27 @@ def test_the_long_decoder_phases_fine_tune_on_65_frame_clips(tmp_path, monkeypat
     with pytest.raises(SystemExit, match="1 to 1 increasing"):
         embedded.main(embedded.parse_args(["--work", str(tmp_path), "--only", "decoder", "--force",
                                            "--decoder-steps", "600,1200", *long]))  # fmt: skip
+
+
+def test_the_tune_decoder_phase_and_the_discriminator_option(tmp_path, monkeypatch):
+    from train import embedded
+
+    calls = decoder_step_calls(embedded, tmp_path, monkeypatch)
+    tune = ["--work", str(tmp_path), "--only", "decoder", "--decoder-phases", "tune", "--force"]
+    embedded.main(embedded.parse_args([*tune, "--decoder-steps", "1500"]))
+    embedded.main(embedded.parse_args([*tune, "--decoder-steps", "1500", "--decoder-adv-weight", "0.5"]))
+    plain, adv = calls
+    flag = lambda argv, name: argv[argv.index(name) + 1]  # noqa: E731
+    assert "--decoder-only" in plain and flag(plain, "--init") == str(tmp_path / "vae" / "shapes_vae.safetensors")
+    assert [flag(plain, f) for f in ("--frames", "--max-steps", "--decay-steps", "--edge-weight")] == [
+        "17", "1500", "1500", "5"]  # fmt: skip
+    assert "--adv-weight" not in plain and flag(adv, "--adv-weight") == "0.5"
+    assert [a for a in adv if a not in ("--adv-weight", "0.5")] == plain  # the discriminator is the only change
+    with pytest.raises(SystemExit, match="--decoder-phases tune fine-tunes the VAE's own decoder"):
+        embedded.main(embedded.parse_args([*tune, "--decoder-steps", "10", "--decoder-base-dim", "12"]))
+    for bad in (["--decoder-steps", "10", "--decoder-adv-weight", "-1"], ["--decoder-adv-weight", "0.5"]):
+        with pytest.raises(SystemExit, match="--decoder-adv-weight .* needs --decoder-steps"):
+            embedded.main(embedded.parse_args([*tune, *bad]))
 
 
 def test_finetune_builds_from_a_shipped_model_copied_into_the_work_folder(tmp_path, monkeypatch):
@@ -232,6 +259,11 @@ def test_finetune_builds_from_a_shipped_model_copied_into_the_work_folder(tmp_pa
         embedded.main(embedded.parse_args(tune))
     with pytest.raises(SystemExit, match="goes with none of --vae"):
         embedded.main(embedded.parse_args([*tune, "--vae", str(source / PARTS["vae"])]))
+    (source / PARTS["stage2"]).write_bytes(PARTS["stage2"].encode())
+    calls.clear()  # a decoder-only phase keeps the tuned VAE's latents, so it goes with --finetune
+    decoder = ["--only", "decoder", "--decoder-steps", "30", "--decoder-phases", "tune", "--force"]
+    embedded.main(embedded.parse_args([*tune, *decoder]))
+    assert "--decoder-only" in calls["pretrain"] and flag("pretrain", "--init") == str(work / "vae" / PARTS["vae"])
     with pytest.raises(SystemExit, match="not a shipped model folder"):
         embedded.main(embedded.parse_args(["--work", str(tmp_path / "w2"), "--finetune", str(work)]))
 

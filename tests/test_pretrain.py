@@ -76,6 +76,44 @@ def test_edge_loss_compares_spatial_gradients_weighted_like_the_pixels():
         pretrain.main(pretrain.parse_args(["vae", "--out", "unused", "--edge-weight", "-1"]))
 
 
+def test_adversarial_term_trains_the_discriminator_apart_and_is_scaled_at_the_decoders_last_layer(tmp_path):
+    import torch.nn.functional as F
+
+    vae, batch, g = vae_and_batch()
+    plain = pretrain.VAEObjective(vae, object_weight=10.0, decoder_only=True)
+    adv = pretrain.VAEObjective(vae, object_weight=10.0, decoder_only=True, adv_weight=0.5)
+    assert plain.disc is None and sum(p.numel() for p in adv.disc.parameters()) > 0
+    plain(batch, g())[0].backward()
+    g_rec = vae.decoder.conv_out.weight.grad.clone()
+    vae.zero_grad()
+    loss, logs = adv(batch, g())
+    assert {"d_loss", "g_loss", "adv_scale"} <= set(logs) and logs["adv_scale"] > 0
+    loss.backward()
+    # the decoder's adversarial gradient at its last layer is adv_weight times the reconstruction's (adaptive weight)
+    g_adv = vae.decoder.conv_out.weight.grad - g_rec
+    assert float(g_adv.norm() / g_rec.norm()) == pytest.approx(0.5, rel=1e-3)
+    # the discriminator learns from its hinge loss alone: the decoder's term (-D(rec)) does not pull it
+    x = batch["frames"].permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    real, fake = (v.transpose(1, 2).flatten(0, 1) for v in (x, rec))
+    d_only = F.relu(1 - adv.disc(real)).mean() + F.relu(1 + adv.disc(fake)).mean()
+    expected = torch.autograd.grad(d_only, list(adv.disc.parameters()))
+    assert all(torch.allclose(p.grad, e, atol=1e-6) for p, e in zip(adv.disc.parameters(), expected))
+    # the export holds the VAE alone; a negative weight is refused before any work
+    from semanticgen_core.vae import WanVAE, load_vae
+
+    init = tmp_path / "init.safetensors"
+    WanVAE.from_config(dict(pretrain.VAE_CONFIG, latents_mean=[0.1] * 16, latents_std=[0.5] * 16)).save(init)
+    common = ["vae", "--out", str(tmp_path / "b"), "--init", str(init), "--decoder-only", "--clips", "2",
+              "--frames", "5", "--batch-size", "1", "--max-steps", "1", "--log-every", "1", "--seed", "0"]  # fmt: skip
+    with pytest.raises(SystemExit, match="--adv-weight -1: must be >= 0"):
+        pretrain.main(pretrain.parse_args([*common, "--adv-weight", "-1"]))
+    pretrain.main(pretrain.parse_args([*common, "--adv-weight", "0.5"]))
+    out = load_vae(tmp_path / "b" / "shapes_vae.safetensors")
+    assert out.config == load_vae(init).config and set(out.model.state_dict()) == set(vae.state_dict())
+
+
 def test_vae_pretraining_runs_and_a_resumed_phase_takes_its_own_lr(tmp_path):
     common = ["--out", str(tmp_path), "--clips", "4", "--frames", "5", "--batch-size", "1", "--warmup-steps", "1",
               "--log-every", "1", "--ckpt-every", "2", "--seed", "0"]  # fmt: skip

@@ -103,15 +103,20 @@ class VAEObjective(nn.Module):
     stage 1 learns to generate), so latents that are close but distinct (e.g. two hues) can decode apart.
     edge_weight > 0 adds an L1 loss on the spatial gradients (finite differences along H and W), weighted like the
     pixels: a pixel loss alone lets an edge the latent leaves uncertain by a pixel decode as a ramp (a soft shape).
+    adv_weight > 0 adds the adversarial term the Wan and VQGAN VAEs train with: a patch discriminator on frames
+    (hinge loss) and, for the decoder, -D(rec) scaled so that its gradient at the decoder's last layer is adv_weight
+    times the reconstruction's (VQGAN's adaptive weight). Pixel losses reward the mean of the sharp edges a latent
+    allows, which is a soft edge; the discriminator tells soft from sharp.
     """
 
     def __init__(
         self, vae, kl_weight: float = 1e-4, object_weight: float = 0.0, decoder_only: bool = False,
-        edge_weight: float = 0.0,
+        edge_weight: float = 0.0, adv_weight: float = 0.0,
     ):  # fmt: skip
         super().__init__()
         self.vae, self.kl_weight, self.object_weight, self.decoder_only = vae, kl_weight, object_weight, decoder_only
-        self.edge_weight = edge_weight
+        self.edge_weight, self.adv_weight = edge_weight, adv_weight
+        self.disc = PatchDiscriminator() if adv_weight > 0 else None  # trained with the decoder, never exported
         if decoder_only:
             vae.encoder.requires_grad_(False)
             vae.quant_conv.requires_grad_(False)
@@ -141,7 +146,34 @@ class VAEObjective(nn.Module):
             edge = spatial_grad_l1(rec, x, w)
             logs["edge"] = edge.detach()
             rec_loss = rec_loss + self.edge_weight * edge
-        return rec_loss + self.kl_weight * kl, logs
+        loss = rec_loss + self.kl_weight * kl
+        if self.disc is not None:
+            real, fake = (v.transpose(1, 2).flatten(0, 1) for v in (x, rec))  # frames [B * F, 3, H, W]
+            d_loss = F.relu(1 - self.disc(real)).mean() + F.relu(1 + self.disc(fake.detach())).mean()
+            frozen = {k: p.detach() for k, p in self.disc.named_parameters()}  # the decoder's term trains no D
+            g_loss = -torch.func.functional_call(self.disc, frozen, (fake,)).mean()
+            last = self.vae.decoder.conv_out.weight
+            g_rec, g_adv = (torch.autograd.grad(v, last, retain_graph=True)[0].norm() for v in (rec_loss, g_loss))
+            scale = (self.adv_weight * g_rec / (g_adv + 1e-8)).clamp(max=1e4).detach()
+            loss = loss + scale * g_loss + d_loss
+            logs.update(d_loss=d_loss.detach(), g_loss=g_loss.detach(), adv_scale=scale)
+        return loss, logs
+
+
+class PatchDiscriminator(nn.Module):
+    """Frames [N, 3, H, W] in [-1, 1] -> real/fake logits [N, 1, H / 8, W / 8], one per overlapping patch (PatchGAN,
+    as in the Wan and VQGAN VAEs' training; small: the world's frames are 64x64)."""
+
+    def __init__(self, dim: int = 32):
+        super().__init__()
+        layers, c = [nn.Conv2d(3, dim, 4, 2, 1), nn.LeakyReLU(0.2)], dim
+        for _ in range(2):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(8, 2 * c), nn.LeakyReLU(0.2)]
+            c *= 2
+        self.net = nn.Sequential(*layers, nn.Conv2d(c, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 def spatial_grad_l1(rec: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -279,7 +311,11 @@ def main(args) -> dict:
             vae.model.requires_grad_(True)
         else:
             vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim, **VAE_LEVELS[args.spatial_factor]))
-        model = VAEObjective(vae.model, args.kl_weight, args.object_weight, args.decoder_only, args.edge_weight)
+        if args.adv_weight < 0:
+            raise SystemExit(f"--adv-weight {args.adv_weight:g}: must be >= 0 (0: no discriminator)")
+        model = VAEObjective(
+            vae.model, args.kl_weight, args.object_weight, args.decoder_only, args.edge_weight, args.adv_weight
+        )
         data = WorldClips(args.clips, cfg.seed, fps=8, num_frames=args.frames, mask=args.object_weight > 0)
         export = functools.partial(export_vae, config=vae.config, keep_stats=args.decoder_only)
         task = Task("pretrain_vae", model, (), "shapes_vae.safetensors", export, settings=vars(args), dataset=data)
@@ -311,6 +347,11 @@ def parse_args(argv=None):
     p.add_argument("--kl-weight", type=float, default=1e-4, help="VAE: weight of the per-element KL")
     p.add_argument("--object-weight", type=float, default=0.0, help="VAE: extra loss weight of the object's pixels")
     p.add_argument("--edge-weight", type=float, default=0.0, help="VAE: weight of an L1 loss on spatial gradients")
+    p.add_argument(
+        "--adv-weight", type=float, default=0.0,
+        help="VAE: adversarial term (patch discriminator, hinge), its gradient at the decoder's last layer this many "
+        "times the reconstruction's (0: none)",
+    )  # fmt: skip
     p.add_argument("--base-dim", type=int, default=8, help="VAE: base channel width (AutoencoderKLWan base_dim)")
     p.add_argument(
         "--spatial-factor", type=int, default=8, choices=sorted(VAE_LEVELS),
