@@ -22,8 +22,8 @@ single-threaded cores):
 `--finetune DIR` tunes a shipped model (DIR: its five files and manifest, copied to WORK/init) instead of training
 one: encoder and probe kept, the whole VAE tuned on 65-frame clips, stages 1-2 started from its exports (a decoder
 step, e.g. `--only decoder --decoder-steps 1500 --decoder-phases tune`, keeps the latents, so it may follow); the
-manifest keeps the tuned model's record under "finetuned_from". Ablations (`--k 64`, `--passthrough`, other lengths) build
-into their own work folder; only `ship` writes the shipped weights. `WORK/build.json` records each step's command
+manifest keeps the tuned model's record under "finetuned_from". Ablations (`--k 64`, `--passthrough`, other lengths)
+build into their own work folder; only `ship` writes the shipped weights. `WORK/build.json` records each step's command
 (paths relative to the work folder) and wall time.
 """
 

@@ -299,6 +299,8 @@ def main(args) -> dict:
         if args.edge_weight < 0 or args.object_weight < 0:
             raise SystemExit(f"--edge-weight {args.edge_weight:g} / --object-weight {args.object_weight:g}: loss "
                              "weights must be >= 0")  # fmt: skip
+        if args.adv_weight < 0:
+            raise SystemExit(f"--adv-weight {args.adv_weight:g}: must be >= 0 (0: no discriminator)")
         if args.decoder_only and not args.init:
             raise SystemExit("--decoder-only fine-tunes a trained VAE's decoder: give that VAE with --init FILE")
         if args.decoder_base_dim and not args.decoder_only:
@@ -311,8 +313,6 @@ def main(args) -> dict:
             vae.model.requires_grad_(True)
         else:
             vae = WanVAE.from_config(dict(VAE_CONFIG, base_dim=args.base_dim, **VAE_LEVELS[args.spatial_factor]))
-        if args.adv_weight < 0:
-            raise SystemExit(f"--adv-weight {args.adv_weight:g}: must be >= 0 (0: no discriminator)")
         model = VAEObjective(
             vae.model, args.kl_weight, args.object_weight, args.decoder_only, args.edge_weight, args.adv_weight
         )
