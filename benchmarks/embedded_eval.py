@@ -25,6 +25,7 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
 
     python benchmarks/embedded_eval.py                  # n = 100 prompts, 50 references, 5 one-minute videos
     python benchmarks/embedded_eval.py --json eval.json --weights DIR   # `train/embedded.py ship --to DIR` output
+    python benchmarks/embedded_eval.py --readout-only --weights DIR      # 4b alone: encoder and plan read-outs
 """
 
 import argparse
@@ -477,4 +478,16 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
-    main(p.parse_args())
+    p.add_argument(
+        "--readout-only", action="store_true",
+        help="only the linear read-outs of the encoder and the plan (row 4b; held-out and seen combinations), a minute",
+    )  # fmt: skip
+    args = p.parse_args()
+    if args.readout_only:
+        torch.set_num_threads(args.threads)
+        scores = linear_probe_scores(
+            load_embedded_pipeline(with_encoder=True, weights_dir=args.weights), seed=args.seed
+        )
+        print(json.dumps({k: v["rate"] if isinstance(v, dict) else v for k, v in scores.items()}, indent=1))
+    else:
+        main(args)

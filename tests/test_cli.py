@@ -264,6 +264,16 @@ def test_finetune_builds_from_a_shipped_model_copied_into_the_work_folder(tmp_pa
     decoder = ["--only", "decoder", "--decoder-steps", "30", "--decoder-phases", "tune", "--force"]
     embedded.main(embedded.parse_args([*tune, *decoder]))
     assert "--decoder-only" in calls["pretrain"] and flag("pretrain", "--init") == str(work / "vae" / PARTS["vae"])
+    calls.clear()  # the VAE kept as shipped; the encoder tuned from the shipped one with recoloured clips
+    keep = ["--only", "vae,encoder", "--force", "--vae-tune-steps", "0", "--encoder-tune-steps", "90"]
+    embedded.main(embedded.parse_args([*tune, *keep, "--encoder-recolor", "0.5"]))
+    assert (work / "vae" / "shapes_vae.safetensors").read_bytes() == PARTS["vae"].encode()
+    assert calls["pretrain"][0] == "encoder" and flag("pretrain", "--init") == str(work / "init" / PARTS["encoder"])
+    assert flag("pretrain", "--max-steps") == "90" and flag("pretrain", "--recolor") == "0.5"
+    with pytest.raises(SystemExit, match="--encoder-tune-steps fine-tunes a shipped model's encoder"):
+        embedded.main(embedded.parse_args(["--work", str(work), "--encoder-tune-steps", "90"]))
+    with pytest.raises(SystemExit, match="--encoder-recolor 1: a share"):
+        embedded.main(embedded.parse_args([*tune, *keep, "--encoder-recolor", "1"]))
     with pytest.raises(SystemExit, match="not a shipped model folder"):
         embedded.main(embedded.parse_args(["--work", str(tmp_path / "w2"), "--finetune", str(work)]))
 

@@ -148,6 +148,48 @@ def test_encoder_aux_heads_train_attributes_and_positions_from_tokens():
     assert enc.model.patch_embed.proj.weight.grad.abs().sum() > 0
 
 
+def test_recoloured_clips_train_shape_but_not_colour_or_the_caption(tmp_path):
+    from semanticgen_core.encoders.qwen2_5_vl import Qwen25VLEncoder
+    from semanticgen_core.lab.world import Scene, background_image, off_palette_rgb, render
+    from train.pretrain import ENCODER_CONFIG, ENCODER_FPS, ENCODER_PIXELS, ContrastiveObjective, WorldClips
+
+    palette = np.asarray(list(COLORS.values()), np.float32)
+    rgbs = np.asarray([off_palette_rgb(np.random.default_rng(i)) for i in range(200)], np.float32)
+    assert np.linalg.norm(rgbs[:, None] - palette[None], axis=-1).min() >= 80 and rgbs.max(1).min() >= 110
+    clips = WorldClips(12, seed=0, fps=ENCODER_FPS, num_frames=9, recolor=0.5)
+    items = [clips[i] for i in range(12)]
+    flags = [bool(it["recolored"]) for it in items]
+    assert 0 < sum(flags) < 12 and flags == [bool(clips[i]["recolored"]) for i in range(12)]  # fixed per index
+    i = flags.index(True)
+    scene = Scene(**clips.world[i]["scene"])
+    named = render(scene, fps=ENCODER_FPS, num_frames=9)
+    moved = (items[i]["frames"].numpy() != named).any(-1)
+    untouched = np.abs(named - background_image(scene.background, 64, 64)).max(-1) == 0  # no shape there
+    assert moved.any() and not (moved & untouched).any()  # only the shape's pixels change colour
+
+    torch.manual_seed(0)
+    enc = Qwen25VLEncoder.from_config(ENCODER_CONFIG, fps=ENCODER_FPS, **ENCODER_PIXELS)
+    objective = ContrastiveObjective(enc, aux_weight=1.0)
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("frames", "key", "labels", "position", "recolored")}
+    batch["text"] = torch.randn(12, 384)
+    loss = lambda b: objective(b, None)[0].item()  # noqa: E731
+    base = loss(batch)
+    other = dict(batch, text=batch["text"].clone(), labels=batch["labels"].clone())
+    other["text"][i] = torch.randn(384)  # a recoloured clip's caption and colour label are not used...
+    other["labels"][i, 0] = (other["labels"][i, 0] + 1) % len(COLORS)
+    assert loss(other) == pytest.approx(base, rel=1e-6)
+    other["labels"][i, 1] = (other["labels"][i, 1] + 1) % 3  # ...its shape label is
+    assert abs(loss(other) - base) > 1e-4
+    j = flags.index(False)
+    other = dict(batch, labels=batch["labels"].clone())
+    other["labels"][j, 0] = (other["labels"][j, 0] + 1) % len(COLORS)  # a clip in its named colour trains colour
+    assert abs(loss(other) - base) > 1e-4
+    with pytest.raises(SystemExit, match="--recolor 1: the share"):
+        pretrain.main(pretrain.parse_args(["encoder", "--out", str(tmp_path), "--recolor", "1", "--aux-weight", "1"]))
+    with pytest.raises(SystemExit, match="give --aux-weight > 0"):
+        pretrain.main(pretrain.parse_args(["encoder", "--out", str(tmp_path), "--recolor", "0.5"]))
+
+
 def test_decoder_only_fine_tune_keeps_the_latent_space(tmp_path):
     from semanticgen_core.vae import WanVAE, frames_to_video, load_vae
 

@@ -20,7 +20,8 @@ single-threaded cores):
   6. stage2    train/stage2.py: semantic generator
   7. probe     lab.metrics.train_probe: attribute probe for the evaluation
 `--finetune DIR` tunes a shipped model (DIR: its five files and manifest, copied to WORK/init) instead of training
-one: encoder and probe kept, the whole VAE tuned on 65-frame clips, stages 1-2 started from its exports (a decoder
+one: probe kept, encoder kept (or tuned `--encoder-tune-steps`, e.g. with `--encoder-recolor 0.5`), the whole VAE
+tuned on 65-frame clips (`--vae-tune-steps 0`: kept), stages 1-2 started from its exports (a decoder
 step, e.g. `--only decoder --decoder-steps 1500 --decoder-phases tune`, keeps the latents, so it may follow); the
 manifest keeps the tuned model's record under "finetuned_from". Ablations (`--k 64`, `--passthrough`, other lengths)
 build into their own work folder; only `ship` writes the shipped weights. `WORK/build.json` records each step's command
@@ -201,6 +202,11 @@ def build(args) -> None:
         copy_finetune_source(Path(args.finetune), init)
 
     def train_vae():  # one run folder, phase after phase (each resumes the last); see VAE_PHASES
+        if args.finetune and not args.vae_tune_steps:  # kept as shipped (decoder too): the latent space is unchanged
+            vae.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(init / PARTS["vae"], vae)
+            (work / "vae" / "done").write_text("ok")
+            return [["reused", f"sha256:{_sha256(vae)}", "(--finetune --vae-tune-steps 0)"]]
         if args.finetune:  # the whole VAE (encoder too) fine-tuned as in VAE_PHASES' last phase
             frames, batch, lr, object_weight, _, edge = VAE_PHASES[-1]
             n = args.vae_tune_steps
@@ -265,14 +271,19 @@ def build(args) -> None:
     b.step("decoder", work / "decoder" / "done", tune_decoder)
 
     def train_encoder():
-        if args.finetune:  # the plan's features stay those the fine-tuned compressor was trained on
+        if args.finetune and not args.encoder_tune_steps:  # the plan's features stay those of the compressor tuned
             enc.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(init / PARTS["encoder"], enc)
             (work / "encoder" / "done").write_text("ok")
             return [["reused", f"sha256:{_sha256(enc)}", "(--finetune)"]]
-        cmd = run(pretrain, ["encoder", "--out", work / "encoder", "--max-steps", args.encoder_steps, "--batch-size",
-                             32, "--lr", 1e-3, "--warmup-steps", 50, "--decay-steps", args.encoder_steps // 3,
-                             "--ckpt-every", 300, "--aux-weight", args.aux_weight, "--resume", *common])  # fmt: skip
+        recolor = ["--recolor", args.encoder_recolor] if args.encoder_recolor else []
+        if args.finetune:  # from the shipped tower at a lower rate (its heads start anew); stages 1-2 then re-learn
+            n, tune = args.encoder_tune_steps, ["--init", init / PARTS["encoder"], "--lr", 3e-4, "--warmup-steps", 100]
+        else:
+            n, tune = args.encoder_steps, ["--lr", 1e-3, "--warmup-steps", 50]
+        cmd = run(pretrain, ["encoder", "--out", work / "encoder", "--max-steps", n, "--batch-size", 32, *tune,
+                             "--decay-steps", n // 3, "--ckpt-every", 300, "--aux-weight", args.aux_weight, *recolor,
+                             "--resume", *common])  # fmt: skip
         (work / "encoder" / "done").write_text("ok")
         return [cmd]
 
@@ -434,6 +445,11 @@ def main(args) -> None:
     if args.decoder_adv_weight < 0 or (args.decoder_adv_weight and not args.decoder_steps):
         raise SystemExit(f"--decoder-adv-weight {args.decoder_adv_weight:g}: a weight >= 0 for the decoder step's "
                          "phases, so it needs --decoder-steps")  # fmt: skip
+    if not 0 <= args.encoder_recolor < 1:
+        raise SystemExit(f"--encoder-recolor {args.encoder_recolor:g}: a share of the encoder's clips, in [0, 1)")
+    if args.encoder_tune_steps and not args.finetune:
+        raise SystemExit("--encoder-tune-steps fine-tunes a shipped model's encoder: give --finetune DIR (a build "
+                         "from scratch trains it --encoder-steps)")  # fmt: skip
     if args.vae and not Path(args.vae).is_file():
         raise SystemExit(f"--vae: {args.vae} is not a file")
     if args.finetune and (args.vae or args.passthrough or args.k != 8):
@@ -455,7 +471,9 @@ def parse_args(argv=None):
         " and probe reused, its whole VAE tuned --vae-tune-steps on 65-frame clips, stages 1-2 from its exports "
         "(--stage1-steps in windows, --stage2-steps)",
     )  # fmt: skip
-    p.add_argument("--vae-tune-steps", type=int, default=600, help="--finetune: steps of the whole-VAE fine-tune")
+    p.add_argument(
+        "--vae-tune-steps", type=int, default=600, help="--finetune: steps of the whole-VAE fine-tune; 0: VAE kept"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every step")
     p.add_argument(
         "--vae-steps", default="1200,1900,2500,3700,4300", help="VAE: the step each phase of VAE_PHASES trains to"
@@ -488,6 +506,16 @@ def parse_args(argv=None):
     )  # fmt: skip
     p.add_argument("--encoder-steps", type=int, default=1500, help="encoder contrastive steps (batch 32)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="encoder: weight of the attribute/grounding heads")
+    p.add_argument(
+        "--encoder-recolor", type=float, default=0.0,
+        help="encoder: share of clips drawn in an off-palette colour for the shape, background, position and motion "
+        "heads (pretrain.py --recolor: shape read apart from colour); 0: none",
+    )  # fmt: skip
+    p.add_argument(
+        "--encoder-tune-steps", type=int, default=0,
+        help="--finetune: fine-tune the shipped encoder this many steps (then a new cache; stages 1-2 re-learn its "
+        "features); 0: reuse it",
+    )  # fmt: skip
     p.add_argument("--clips", type=int, default=4000, help="2 s training clips written and cached")
     p.add_argument("--long-clips", type=int, default=160, help="8 s training clips written and cached")
     p.add_argument(

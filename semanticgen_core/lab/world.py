@@ -308,9 +308,10 @@ def _distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np.ndarra
 
 
 def _draw(shape, color, background, size, xs, ys, height, width) -> np.ndarray:
-    """uint8 [T, H, W, 3]: the shape centred at fractions (xs[t], ys[t]) over the background."""
+    """uint8 [T, H, W, 3]: the shape centred at fractions (xs[t], ys[t]) over the background; color: a COLORS name
+    or an RGB triple."""
     bg = background_image(background, height, width)
-    col = np.asarray(COLORS[color], np.float32)
+    col = np.asarray(COLORS[color] if isinstance(color, str) else color, np.float32)
     r = size * min(height, width)
     gx = np.arange(width, dtype=np.float32) + 0.5
     gy = np.arange(height, dtype=np.float32) + 0.5
@@ -334,14 +335,28 @@ def frame_times(seconds: float, fps: float, num_frames: int | None = None) -> np
 
 
 def render(
-    scene: Scene, seconds: float = 2.0, fps: float = 8, height: int = 64, width: int = 64, num_frames=None, times=None
-) -> np.ndarray:
+    scene: Scene, seconds: float = 2.0, fps: float = 8, height: int = 64, width: int = 64, num_frames=None, times=None,
+    rgb=None,
+) -> np.ndarray:  # fmt: skip
     """uint8 [T, H, W, 3] frames of `scene` at times k / fps (T = round(seconds * fps) + 1, or num_frames).
 
-    `times` (seconds) renders exactly those instants instead.
+    `times` (seconds) renders exactly those instants instead; `rgb` draws the shape in that colour instead of its
+    named one (e.g. `off_palette_rgb`).
     """
     xs, ys = scene.position(frame_times(seconds, fps, num_frames) if times is None else times)
-    return _draw(scene.shape, scene.color, scene.background, scene.size, xs, ys, height, width)
+    return _draw(scene.shape, scene.color if rgb is None else rgb, scene.background, scene.size, xs, ys, height, width)
+
+
+def off_palette_rgb(rng, min_distance: float = 80.0, min_brightness: int = 110) -> tuple[int, int, int]:
+    """A random RGB colour at least `min_distance` from every COLORS entry (Euclidean, 0..255) and with a channel
+    >= min_brightness (visible on the dark backgrounds): a colour no caption names, so recoloured clips teach shape
+    apart from colour without ever showing a held-out (colour, shape) pair."""
+    rng = _as_rng(rng)
+    palette = np.asarray(list(COLORS.values()), np.float32)
+    while True:
+        c = rng.integers(0, 256, 3)
+        if c.max() >= min_brightness and np.linalg.norm(palette - c, axis=1).min() >= min_distance:
+            return tuple(int(v) for v in c)
 
 
 # ----------------------------------------------------------------------------------------------------------------
