@@ -88,15 +88,15 @@ class WorldClips:
         out["key"] = torch.tensor(key + MOTIONS.index(a["motion"]))  # same attributes, same key
         out["labels"] = torch.tensor([list(COLORS).index(a["color"]), SHAPES.index(a["shape"]),
                                       MOTIONS.index(a["motion"]), list(BACKGROUNDS).index(a["background"])])  # fmt: skip
+        scene = Scene(**item["scene"])
         if self.recolor > 0:  # this share of the clips drawn in an unnamed colour (`recolored`: their caption and
             rng = np.random.default_rng([self.seed, 91, i])  # colour label no longer describe them)
             out["recolored"] = torch.tensor(bool(rng.random() < self.recolor))
             if out["recolored"]:
                 rgb = off_palette_rgb(rng)
-                scene = Scene(**item["scene"])
                 out["frames"] = torch.from_numpy(render(scene, fps=self.fps, num_frames=len(item["frames"]), rgb=rgb))
         t = np.arange(len(item["frames"])) / self.fps
-        out["position"] = torch.tensor(np.stack(Scene(**item["scene"]).position(t), -1), dtype=torch.float32)  # [T, 2]
+        out["position"] = torch.tensor(np.stack(scene.position(t), -1), dtype=torch.float32)  # [T, 2]
         if self.mask:  # object pixels: where the frame differs from the scene's background [T, H, W]
             _, h, w, _ = item["frames"].shape
             diff = np.abs(item["frames"].astype(np.float32) - background_image(a["background"], h, w)).max(-1)
