@@ -26,6 +26,7 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
     python benchmarks/embedded_eval.py                  # n = 100 prompts, 50 references, 5 one-minute videos
     python benchmarks/embedded_eval.py --json eval.json --weights DIR   # `train/embedded.py ship --to DIR` output
     python benchmarks/embedded_eval.py --readout-only --weights DIR      # 4b alone: encoder and plan read-outs
+    python benchmarks/embedded_eval.py --composition-only                # prompts composed with their shape (A AND B)
 """
 
 import argparse
@@ -52,6 +53,7 @@ from semanticgen_core.lab.world import (  # noqa: E402
     COLORS,
     HELDOUT_COMBOS,
     HELDOUT_TEMPLATES,
+    MOTION_FINITE,
     SHAPES,
     ShapesWorld,
     caption,
@@ -169,17 +171,39 @@ def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
 
 
 def colour_breakdown(scenes, videos, probe) -> dict:
-    """Colour hits by kind of held-out scene (a held-out colour-shape or colour-motion pair) and the commonest
-    (true, drawn) colour and shape mistakes."""
+    """Colour and shape hits by kind of held-out scene (a held-out colour-shape or colour-motion pair) and the
+    commonest (true, drawn) colour and shape mistakes."""
     preds = probe.predict_batch(videos)
-    kinds = {"color_shape": [], "color_motion": []}
+    kinds, shape_kinds = {"color_shape": [], "color_motion": []}, {"color_shape": [], "color_motion": []}
     for s, p in zip(scenes, preds):
         kind = "color_shape" if (s.color, s.shape) in HELDOUT_COMBOS["color_shape"] else "color_motion"
         kinds[kind].append(p["color"] == s.color)
+        shape_kinds[kind].append(p["shape"] == s.shape)
     mistakes = Counter(f"{s.color} -> {p['color']}" for s, p in zip(scenes, preds) if p["color"] != s.color)
     shapes = Counter(f"{s.shape} -> {p['shape']}" for s, p in zip(scenes, preds) if p["shape"] != s.shape)
     return {"by_kind": {k: rate(v) for k, v in kinds.items()}, "mistakes": dict(mistakes.most_common(4)),
+            "shape_by_kind": {k: rate(v) for k, v in shape_kinds.items()},
             "shape_mistakes": dict(shapes.most_common(6))}  # fmt: skip
+
+
+def composition_scores(pipe, probe, n: int, seed: int = 0, weights=(0.5, 1.0)) -> dict:
+    """The held-out prompts as written, then each composed with its shape alone, "PROMPT AND a triangle moves left
+    :w" (compose.py; the shape phrase in a training form, COLOURLESS: no colour word): colour / shape / motion and
+    shape on held-out colour-shape / colour-motion pairs. A user's remedy for a drawn shape, measured; the plain
+    prompts are the target's figure."""
+    world = ShapesWorld(n=n, seed=seed, split="heldout", paraphrase=1.0)
+    scenes, prompts = zip(*[world.scene(i) for i in range(n)])
+    truths = [parse_caption(p) for p in prompts]
+    out = {}
+    for w in (0.0, *weights):
+        shapes = [f"a {t['shape']} {MOTION_FINITE[t['motion']][0]}" for t in truths]  # circle, square, triangle
+        texts = [f"{p} AND {shape} :{w:g}" if w else p for p, shape in zip(prompts, shapes)]
+        videos = generate(pipe, texts, seed=seed)
+        hits = attribute_hits(probe, videos, truths)
+        out[f"weight_{w:g}"] = {**{k: rate(hits[k]) for k in ATTRS},
+                                "shape_by_kind": colour_breakdown(scenes, videos, probe)["shape_by_kind"]}  # fmt: skip
+    out["example"] = texts[0]
+    return out
 
 
 def vae_per_colour(pipe, probe, n=8, seed=0) -> dict:
@@ -409,6 +433,9 @@ def print_table(r: dict) -> None:
          " / ".join(fmt(r["adherence_fresh"][k]) for k in ATTRS) if "adherence_fresh" in r else "not run", "-"),
         ("colour on held-out colour-shape / colour-motion pairs",
          " / ".join(fmt(a["colour_breakdown"]["by_kind"][k]) for k in ("color_shape", "color_motion")), "-"),
+        ("shape on held-out colour-shape / colour-motion pairs", " / ".join(
+            fmt(a["colour_breakdown"]["shape_by_kind"][k]) for k in ("color_shape", "color_motion"))
+         if "shape_by_kind" in a["colour_breakdown"] else "not run", "-"),
         ("colour by held-out paraphrase template", ", ".join(f"'{t}' {v['rate']:.0%} (n={v['n']})"
                                                               for t, v in a["colour_by_template"].items()), "-"),
         ("commonest colour mistakes (true -> drawn: count)",
@@ -482,8 +509,17 @@ if __name__ == "__main__":
         "--readout-only", action="store_true",
         help="only the linear read-outs of the encoder and the plan (row 4b; held-out and seen combinations), a minute",
     )  # fmt: skip
+    p.add_argument(
+        "--composition-only", action="store_true",
+        help="only the held-out prompts composed with their shape (A AND B, compose.py) against as written, minutes",
+    )  # fmt: skip
     args = p.parse_args()
-    if args.readout_only:
+    if args.composition_only:
+        torch.set_num_threads(args.threads)
+        pipe = load_embedded_pipeline(with_encoder=False, weights_dir=args.weights)
+        res = composition_scores(pipe, metrics.AttributeProbe.load(embedded_path("probe", args.weights)), args.n)
+        print(json.dumps(res, indent=1))
+    elif args.readout_only:
         torch.set_num_threads(args.threads)
         scores = linear_probe_scores(
             load_embedded_pipeline(with_encoder=True, weights_dir=args.weights), seed=args.seed

@@ -172,10 +172,31 @@ def schedule_conditioning(conditionings: list, starts: list[float]) -> list:
     return out
 
 
+PART_WEIGHT = "semanticgen_part_weight"  # CONDITIONING extra: a composed prompt's part ("A AND B :w"), its weight
+
+
+def composed_conditioning(main: list, parts: list[tuple[list, float]]) -> list:
+    """A composed prompt (compose.py) as one CONDITIONING: the prompt's entry, then each part's with its weight."""
+    return [*main, *([c[0][0], {**c[0][1], PART_WEIGHT: float(w)}] for c, w in parts)]
+
+
+def parse_parts(conditioning, text_dim: int, model_name: str):
+    """A composed CONDITIONING's parts -> (contexts [1, K, S, D], weights [1, K]) for generate_latents, or None."""
+    parts = [e for e in conditioning[1:] if len(e) > 1 and isinstance(e[1], dict) and PART_WEIGHT in e[1]]
+    if not parts:
+        return None
+    ctxs = [parse_conditioning([e], text_dim, model_name)[:1] for e in parts]  # [1, S_k, D]
+    s = max(c.shape[1] for c in ctxs)
+    ctx = torch.stack([torch.nn.functional.pad(c, (0, 0, 0, s - c.shape[1])) for c in ctxs], dim=1)  # [1, K, S, D]
+    return ctx, torch.tensor([[float(e[1][PART_WEIGHT]) for e in parts]])
+
+
 def parse_prompt_conditioning(conditioning, text_dim: int, model_name: str):
     """CONDITIONING -> (ctx [B, S, D], None), or for a prompt schedule (from the Prompt Schedule nodes)
-    (ctx [1, G, S, D], starts [G] seconds)."""
+    (ctx [1, G, S, D], starts [G] seconds). A composed prompt's parts are left out (parse_parts reads them)."""
     entries = conditioning if isinstance(conditioning, (list, tuple)) else []
+    if entries and parse_parts(entries, text_dim, model_name) is not None:
+        return parse_conditioning(entries[:1], text_dim, model_name), None
     starts = [e[1].get(SCHEDULE_START) if len(e) > 1 and isinstance(e[1], dict) else None for e in entries]
     if len(entries) < 2 or any(s is None for s in starts):
         return parse_conditioning(conditioning, text_dim, model_name), None

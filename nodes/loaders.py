@@ -14,7 +14,7 @@ import os
 import torch
 
 from . import comfy_compat as cc
-from .convert import SemanticGenModel, make_conditioning
+from .convert import SemanticGenModel, composed_conditioning, make_conditioning
 
 EMBEDDED_MODEL = "embedded shapes model"
 EMBEDDED_ENCODER = "embedded shapes encoder"
@@ -42,7 +42,8 @@ TIPS = {
         "tower is read) or a SemanticGen encoder file; or the embedded shapes encoder.",
         "vae_name": "The embedded shapes VAE (for the embedded model) or a Wan 2.1 VAE file from models/vae/ (e.g. "
         "wan_2.1_vae.safetensors).",
-        "text": "What the video shows, e.g. 'a red circle moves to the right'. Empty for the negative prompt.",
+        "text": "What the video shows, e.g. 'a red circle moves to the right'. Empty for the negative prompt. "
+        "'A AND B :0.5' composes: B also guides the latent sampler (e.g. a shape drawn wrongly, said again alone).",
     }.items()
 }
 
@@ -338,11 +339,13 @@ class SemanticGenTextEncode:
         return {"required": {"text": ("STRING", {"multiline": True, "dynamicPrompts": True, **TIPS["text"]})}}
 
     def encode(self, text):
+        from ..semanticgen_core.compose import split_prompt
         from ..semanticgen_core.lab.embedded import manifest
         from ..semanticgen_core.pipeline import warn_long_prompts
 
         encoder = text_encoder(manifest()["text_max_length"])
-        warn_long_prompts(encoder, [text])  # the encoder reads max_length tokens: say so when more are given
+        main, parts = split_prompt(text)  # "A AND B :w": a composed prompt (compose.py), B guiding stage B too
+        warn_long_prompts(encoder, [main, *(p for p, _ in parts)])  # max_length tokens are read: say if more given
         with torch.no_grad():
-            ctx, mask = encoder.encode([text])
-        return (make_conditioning(ctx, mask),)
+            encoded = [make_conditioning(*encoder.encode([t])) for t in (main, *(p for p, _ in parts))]
+        return (composed_conditioning(encoded[0], list(zip(encoded[1:], (w for _, w in parts)))),)

@@ -26,6 +26,7 @@ from .convert import (
     make_plan,
     normalize_latents,
     parse_conditioning,
+    parse_parts,
     parse_prompt_conditioning,
     video_to_image,
     wrap_latent,
@@ -171,6 +172,7 @@ def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shif
     check_plan(plan, model)
     pipe = model.pipeline
     ctx, uncond, starts = text_pair(model, positive, negative, pipe.lat_generator.config.text_dim)
+    parts = parse_parts(positive, pipe.lat_generator.config.text_dim, model.name)  # "A AND B": stage B only
     if starts is not None:
         check_schedule([(t, "") for t in starts], plan["seconds"], "prompt schedule")
     shape = model.video.latent_shape(plan["seconds"], plan["height"], plan["width"])
@@ -187,6 +189,7 @@ def sample_latents(model, plan, positive, negative, plan_noise, steps, cfg, shif
             generator,
             StepProgress(steps, wan21=model.wan21_latents),
             starts,
+            parts and (parts[0].to(pipe.device, pipe.dtype), parts[1].to(pipe.device)),
         )
     return (wrap_latent(denormalize_latents(z.float().cpu(), model.latents_mean, model.latents_std)),)
 

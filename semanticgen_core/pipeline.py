@@ -26,6 +26,7 @@ import torch
 from . import checks, flow
 from .attention import attention_backend
 from .checkpoint import check_plan_compatible
+from .compose import encode_parts, split_prompt
 from .compressor import add_plan_noise
 from .config import PipelineConfig, SamplerConfig
 from .sampling import guided, sample_euler
@@ -184,7 +185,7 @@ class SemanticGenPipeline:
                 "stage A needs a semantic generator (stage-2 weights); this pipeline was built without one"
             )
         checks.sampler(s.steps, s.cfg, s.shift)
-        batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
+        batch = ctx.shape[0] * _forwards(uncond, s.cfg, None)
         checks.memory(
             model.config, (model.config.in_channels, *grid), batch, self.dtype, self.device, "stage A: plans of shape"
         )
@@ -262,11 +263,14 @@ class SemanticGenPipeline:
         generator: torch.Generator | None = None,
         callback: Callable[[dict], None] | None = None,
         starts: list[float] | None = None,
+        parts=None,
     ) -> torch.Tensor:
         """Stage B: sample normalised VAE latents [B, C, T, H, W] with the (noised) plan in context.
 
         ctx: [B, S, D], or [B, G, S, D] with `starts` (seconds): each latent frame (and each plan frame, by the
         latent frame at its centre) reads the text of its own segment; a window across a cut holds both.
+        parts: a composed prompt's other parts (compose.encode_parts), guided with it here only: stage A plans from
+        the first part (composing both stages drew held-out pairs' shapes less often; README, "Prompt composition").
         """
         s = sampler or self.config.lat_sampler
         model = self.lat_generator
@@ -276,12 +280,12 @@ class SemanticGenPipeline:
         noise = self.config.plan_noise if plan_noise is None else plan_noise
         checks.sampler(s.steps, s.cfg, s.shift)
         checks.plan_noise(noise)
-        batch = ctx.shape[0] * (1 if uncond is None or s.cfg == 1 else 2)
+        batch = ctx.shape[0] * _forwards(uncond, s.cfg, parts)
         checks.memory(model.config, latent_shape, batch, self.dtype, self.device, "stage B: latents of shape")
         z_sem = z_sem.to(self.device, torch.float32)  # whatever the noise: a CPU plan meets a CUDA model here
         z_sem = add_plan_noise(z_sem, noise, generator) if noise > 0 else z_sem
         x = flow.randn((ctx.shape[0], *latent_shape), generator, self.device)  # float32
-        fn = guided(model, ctx, uncond, s.cfg)
+        fn = guided(model, ctx, uncond, s.cfg, parts)
         cb = _tagged(callback, "latent")
         with torch.no_grad(), attention_backend(self.config.attention):
             ts = flow.schedule(s.steps, s.shift, self.device)
@@ -325,7 +329,7 @@ class SemanticGenPipeline:
         """Generate videos. Returns uint8 frames [B, F, H, W, 3] (or normalised latents with return_latents).
 
         prompt: one prompt, a batch of prompts, or a prompt schedule [(start_seconds, prompt), ...] (one video whose
-        frames follow the prompt of their time span; see schedule.py).
+        frames follow the prompt of their time span; see schedule.py). "A AND B [:w]" composes prompts (compose.py).
         replan (with a reference; None: config.transfer_replan): > 0 has stage A re-sample the reference's plan with
         the prompt, starting at that flow time (generate_plan's init): the prompt replaces what the noise drowns.
         """
@@ -333,6 +337,10 @@ class SemanticGenPipeline:
             checks.number("replan", replan, 0.0, 1.0)
         schedule = prompt if not isinstance(prompt, str) and all(isinstance(p, tuple) for p in prompt) else None
         prompts = [prompt] if isinstance(prompt, str) else [p for _, p in prompt] if schedule else list(prompt)
+        split = [split_prompt(p) for p in prompts]
+        if schedule is not None and any(parts for _, parts in split):
+            raise ValueError("a prompt schedule's segments take plain prompts: compose (A AND B) one prompt per video")
+        prompts = [p for p, _ in split]
         generator = checks.generator(seed)
         checks.seconds(seconds)
         checks.size(height, width)
@@ -346,6 +354,7 @@ class SemanticGenPipeline:
             prompts = prompts[:1]
         else:
             ctx, uncond = self.encode_text(prompts, negative_prompt)
+        parts = encode_parts(lambda texts: self.encode_text(texts)[0], [p for _, p in split])
 
         # 2. Semantic plan: generated (stage A) or taken from a reference video
         if reference is not None:
@@ -363,13 +372,20 @@ class SemanticGenPipeline:
         window = cfg.window if window is None else window
         sampler = cfg.transfer_sampler if reference is not None else None  # None: cfg.lat_sampler
         z = self.generate_latents(
-            z_sem, ctx, uncond, latent_shape, sampler, plan_noise, window, generator, callback, starts
+            z_sem, ctx, uncond, latent_shape, sampler, plan_noise, window, generator, callback, starts, parts
         )
         if return_latents:
             return z
 
         # 5. Decode
         return self.decode(z)
+
+
+def _forwards(uncond, cfg: float, parts) -> int:
+    """Model forwards per sample and step: 1 unguided, 2 with CFG, K + 2 with K composed parts."""
+    if parts is not None:
+        return parts[0].shape[1] + 2
+    return 1 if uncond is None or cfg == 1 else 2
 
 
 def warn_long_prompts(text_encoder, prompts: list[str]) -> None:

@@ -48,13 +48,18 @@ def pad_context(ctx: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(ctx, (0, 0, 0, length - ctx.shape[1]))
 
 
-def guided(model_fn: ModelFn, context: torch.Tensor, uncond_context: torch.Tensor | None, scale: float) -> ModelFn:
+def guided(
+    model_fn: ModelFn, context: torch.Tensor, uncond_context: torch.Tensor | None, scale: float, parts=None
+) -> ModelFn:
     """Classifier-free guidance: v = v_u + scale (v_c - v_u), cond and uncond in one batched forward.
 
     `context` [B, S, D] (or [B, G, S, D]: a prompt schedule of G segments) and `uncond_context` [B or 1, S', D] are
     zero-padded to one length; the unconditional context is one text for every segment. With scale == 1 or no
-    uncond context, one plain conditional forward is made.
+    uncond context, one plain conditional forward is made. `parts` (compose.encode_parts: contexts [B, K, S, D],
+    weights [B, K]) adds scale w_k (v_k - v_u) per part (compose.py), all in the same batched forward.
     """
+    if parts is not None:
+        return _composed(model_fn, context, uncond_context, scale, *parts)
     if uncond_context is None or scale == 1.0:
         return lambda x, t, **kw: model_fn(x, t, context=context, **kw)
     b = context.shape[0]
@@ -70,5 +75,28 @@ def guided(model_fn: ModelFn, context: torch.Tensor, uncond_context: torch.Tenso
         kw = {k: torch.cat([v, v]) if torch.is_tensor(v) and v.shape[:1] == (b,) else v for k, v in kw.items()}
         v_c, v_u = model_fn(torch.cat([x, x]), torch.cat([t, t]), context=both, **kw).chunk(2)
         return v_u + scale * (v_c - v_u)
+
+    return fn
+
+
+def _composed(model_fn: ModelFn, context, uncond_context, scale: float, part_ctx, weights) -> ModelFn:
+    """guided() with parts: v = v_u + scale (v_c - v_u) + sum_k scale w_k (v_k - v_u); K + 2 contexts per sample."""
+    if context.ndim != 3 or uncond_context is None:
+        raise ValueError("a composed prompt (A AND B) needs one text context per video and the empty prompt's, not "
+                         f"a prompt schedule: got a context of shape {tuple(context.shape)}")  # fmt: skip
+    b, k = part_ctx.shape[:2]
+    s = max(context.shape[1], part_ctx.shape[2], uncond_context.shape[1])
+    parts = [pad_context(part_ctx[:, i], s) for i in range(k)]
+    every = torch.cat([pad_context(context, s), *parts, pad_context(uncond_context, s).expand(b, -1, -1)])
+    n = k + 2
+
+    def fn(x, t, **kw):
+        kw = {key: torch.cat([v] * n) if torch.is_tensor(v) and v.shape[:1] == (b,) else v for key, v in kw.items()}
+        vs = model_fn(torch.cat([x] * n), torch.cat([t] * n), context=every, **kw).chunk(n)
+        out = vs[-1] + scale * (vs[0] - vs[-1])
+        for i in range(k):
+            w = weights[:, i].to(x).view(b, *[1] * (x.ndim - 1))
+            out = out + scale * w * (vs[1 + i] - vs[-1])
+        return out
 
     return fn

@@ -38,6 +38,7 @@ from semanticgen_core.video_io import read_video
         (["--device", "tpu"], "--device='tpu'"),
         (["--reference", "/nonexistent/ref.mp4"], "no such file"),
         (["--stage1", "a.safetensors"], "need all of --stage1"),
+        (["--prompt", "1: a circle AND a square"], "a schedule's segments take plain prompts"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_reason(argv, message, capsys):
@@ -276,6 +277,22 @@ def test_finetune_builds_from_a_shipped_model_copied_into_the_work_folder(tmp_pa
         embedded.main(embedded.parse_args([*tune, *keep, "--encoder-recolor", "1"]))
     with pytest.raises(SystemExit, match="not a shipped model folder"):
         embedded.main(embedded.parse_args(["--work", str(tmp_path / "w2"), "--finetune", str(work)]))
+    calls.clear()  # the compressor frozen: stage 1 tunes the latent generator alone, the semantic generator is kept
+    frozen = [*tune[:-1], "0", "--only", "stage1,stage2", "--force", "--stage1-freeze-compressor",
+              "--stage1-uniform-times", "none"]  # fmt: skip
+    embedded.main(embedded.parse_args(frozen))
+    assert "--freeze-compressor" in calls["stage1"] and "--time-sampling" not in calls["stage1"]  # logit-normal
+    assert (
+        "stage2" not in calls
+        and (work / "stage2" / "stage2_semantic_generator.safetensors").read_bytes() == PARTS["stage2"].encode()
+    )
+    assert "--stage2-steps 0" in str(json.loads((work / "build.json").read_text())["steps"]["stage2"]["commands"])
+    with pytest.raises(SystemExit, match="--stage2-steps 0 keeps the semantic generator"):
+        embedded.main(embedded.parse_args([*tune[:-1], "0"]))
+    with pytest.raises(SystemExit, match="--stage1-freeze-compressor keeps a shipped model's plan space"):
+        embedded.main(embedded.parse_args(["--work", str(work), "--stage1-freeze-compressor"]))
+    with pytest.raises(SystemExit, match="goes without --encoder-tune-steps"):
+        embedded.main(embedded.parse_args([*frozen, "--encoder-tune-steps", "90"]))
 
 
 def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp_path):
@@ -303,6 +320,14 @@ def test_embedded_build_captions_step_draws_from_the_chosen_training_grammar(tmp
     assert all(len(r["caption"]) == 5 and template_of(r["caption"][1]) is None for r in rows)  # text + 2 + 2 partial
     record = json.loads((tmp_path / "build.json").read_text())["steps"]["captions"]["commands"][0]
     assert "partial=2" in record and "unnamed=shape,color" in record
+    (tmp_path / "captions.jsonl").unlink()  # off-palette clips of every shape join the manifest, with their captions
+    embedded.main(embedded.parse_args([*argv, "--extra-colour-clips", "3"]))
+    rows = [json.loads(line) for line in (tmp_path / "captions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and [r["video"] for r in rows[3:]] == [f"extra/extra{i:06d}.mp4" for i in range(3)]
+    assert all((tmp_path / r["video"]).is_file() and len(r["caption"]) == 1 + 0 + 3 * 2 for r in rows[3:])
+    assert ["lab.captions.extra_colour_rows", "n=3"] in json.loads((tmp_path / "build.json").read_text())["steps"][
+        "captions"
+    ]["commands"]
     default = embedded.parse_args([])  # the shipped build's captions: 4 alternatives, 2 + 2 + 2 partial
     assert (default.caption_alternatives, default.caption_partial, default.caption_unnamed) == (
         4,
@@ -385,6 +410,25 @@ def test_each_stage_samples_with_its_own_guidance(tmp_path, monkeypatch):
           str(tmp_path / "d.mp4")])  # fmt: skip
     assert seen == {"generate_latents": 3.0}  # --replan 0: the plan as encoded, no stage A
     assert replan_settings(old) == (0.0, None)
+
+
+def test_a_composed_prompt_guides_stage_b_with_its_parts(tmp_path, monkeypatch, capsys):
+    from semanticgen_core.pipeline import SemanticGenPipeline
+
+    seen, original = {}, SemanticGenPipeline.generate_latents
+
+    def spy(self, z_sem, ctx, *args):
+        seen["ctx"], seen["parts"] = ctx, args[-1]
+        return original(self, z_sem, ctx, *args)
+
+    monkeypatch.setattr(SemanticGenPipeline, "generate_latents", spy)
+    argv = ["generate", "--seconds", "0.5", "--steps", "1", "--quiet", "--out", str(tmp_path / "a.mp4")]
+    main([*argv, "--prompt", "a red triangle moves left AND a triangle moves left :0.5"])
+    part_ctx, weights = seen["parts"]
+    assert part_ctx.shape[:2] == (1, 1) and weights.tolist() == [[0.5]] and (tmp_path / "a.mp4").is_file()
+    with pytest.raises(SystemExit) as err:
+        main([*argv, "--prompt", "a red triangle AND  :2"])
+    assert err.value.code == 2 and "empty part" in capsys.readouterr().err
 
 
 def test_unreadable_reference_is_a_clear_error(tmp_path, capsys):

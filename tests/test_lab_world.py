@@ -325,3 +325,26 @@ def test_template_of_names_the_template_of_any_paraphrase():
     assert template_of("a red circle moves to the right") == "a {color} {shape} {finite}"  # canonical
     assert template_of("an ivory disc, white in colour, stays still") is None  # not a phrase the grammar makes
     assert template_of("a red thing moves to the right") is None
+
+
+def test_extra_colour_clips_pair_every_shape_with_off_palette_colours_named_in_their_captions(tmp_path):
+    from semanticgen_core.lab.captions import extra_colour_rows
+    from semanticgen_core.lab.world import EXTRA_COLOR_WORDS, EXTRA_COLORS
+
+    palette = np.asarray(list(COLORS.values()), np.float32)
+    assert all(np.linalg.norm(palette - np.float32(c), axis=1).min() >= 80 for c in EXTRA_COLORS.values())
+    rows = extra_colour_rows(tmp_path / "extra", tmp_path, 12, seed=3, alternatives=2, partial=1)
+    palette_words = {w for ws in COLOR_WORDS.values() for w in ws}
+    seen = set()
+    for row in rows:
+        frames = read_video(tmp_path / row["video"])
+        assert frames.shape == (17, 64, 64, 3) and len(row["caption"]) == 1 + 2 + 3
+        words = {w for c in row["caption"] for w in re.findall(r"[a-z]+", c)}
+        assert not words & palette_words  # no palette colour is named, so no held-out pair is ever shown
+        name = [n for n, ws in EXTRA_COLOR_WORDS.items() if words & set(ws)]
+        shape = parse_caption(row["caption"][0])["shape"]  # the first caption names the shape
+        assert len(name) == 1 and shape is not None, row["caption"]
+        drawn = np.abs(frames[0].reshape(-1, 3).astype(int) - EXTRA_COLORS[name[0]]).max(1) <= 2
+        assert drawn.sum() > 20  # the object is drawn in that colour (lossless)
+        seen.add((name[0], shape))
+    assert seen == {(n, s) for n in EXTRA_COLORS for s in SHAPES}  # every extra colour with every shape

@@ -281,6 +281,28 @@ def test_text_to_video_nodes_match_the_core_pipeline(model, plan, parts):
     assert torch.allclose(image, whole, atol=1e-4)  # chunked decode = whole decode
 
 
+def test_a_composed_conditioning_guides_the_latent_sampler_with_its_parts(model, plan, parts):
+    text = TinyTextEncoder()
+    square = cond(text.encode(["a blue square"])[0])
+    composed = convert.composed_conditioning(parts["pos"], [(square, 0.5)])
+    assert len(composed) == 2 and composed[1][1][convert.PART_WEIGHT] == 0.5
+    ctx, starts = convert.parse_prompt_conditioning(composed, 24, "m")  # stage A (and the main text): the first entry
+    assert torch.equal(ctx, parts["pos"][0][0]) and starts is None
+    part_ctx, weights = convert.parse_parts(composed, 24, "m")
+    assert torch.equal(part_ctx[:, 0], square[0][0]) and weights.tolist() == [[0.5]]
+    assert convert.parse_parts(parts["pos"], 24, "m") is None
+    node = MAPPINGS["SemanticToLatent"]()
+    plain = node.sample(model, plan, parts["pos"], parts["neg"], 0.1, **SAMPLER, seed=1)[0]["samples"]
+    with_part = node.sample(model, plan, composed, parts["neg"], 0.1, **SAMPLER, seed=1)[0]["samples"]
+    zero = convert.composed_conditioning(parts["pos"], [(square, 0.0)])
+    at_zero = node.sample(model, plan, zero, parts["neg"], 0.1, **SAMPLER, seed=1)[0]["samples"]
+    assert torch.allclose(plain, at_zero, atol=1e-5) and not torch.allclose(plain, with_part, atol=1e-3)
+    encoded = MAPPINGS["SemanticGenTextEncode"]().encode("a red triangle AND a triangle :0.5")[0]  # embedded MiniLM
+    plain_text = MAPPINGS["SemanticGenTextEncode"]().encode("a red triangle")[0]
+    assert len(encoded) == 2 and encoded[1][1][convert.PART_WEIGHT] == 0.5 and len(plain_text) == 1
+    assert torch.equal(encoded[0][0], plain_text[0][0])  # the prompt itself, encoded without its parts
+
+
 def test_swin_sampler_windows_long_plans(model, parts):
     long = MAPPINGS["GenerateSemanticPlan"]().generate(
         model, parts["pos"], parts["neg"], 3.0, 32, 32, **SAMPLER, seed=0

@@ -144,6 +144,16 @@ def test_init_fine_tunes_an_earlier_export_and_refuses_one_of_another_config(cac
     assert not torch.allclose(fresh["compressor.mlp.1.weight"], load_file(str(bundle))["compressor.mlp.1.weight"])
     with pytest.raises(SystemExit, match="config differs.*sem_channels"):
         stage1.main(stage1.parse_args([*base, *tiny, "--k", "4", "--out", str(tmp_path / "k4"), "--init", str(bundle)]))
+    # --freeze-compressor: the latent generator learns, the plan space (and so stage 2) stays as it was
+    fast = ["--max-steps", "2", "--lr", "1e-2", "--warmup-steps", "0", "--seed", "2"]
+    stage1.main(stage1.parse_args([*base, *fast, "--out", str(tmp_path / "fz"), "--init", str(bundle),
+                                   "--freeze-compressor"]))  # fmt: skip
+    before, after = load_file(str(bundle)), load_file(str(tmp_path / "fz" / bundle.name))
+    comp = [k for k in before if k.startswith("compressor.")]
+    assert comp and all(torch.equal(before[k], after[k]) for k in comp)
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("lat_generator."))
+    with pytest.raises(SystemExit, match="--freeze-compressor keeps a trained compressor: give --init"):
+        stage1.main(stage1.parse_args([*base, "--out", str(tmp_path / "fz2"), "--freeze-compressor"]))
     with pytest.raises(SystemExit, match="--init .* and --init-wan"):
         stage2.main(stage2.parse_args([*base, *tiny, "--stage1", str(bundle), "--out", str(tmp_path / "w"),
                                        "--init", str(gen), "--init-wan", str(gen)]))  # fmt: skip

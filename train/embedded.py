@@ -14,14 +14,15 @@ single-threaded cores):
                grounding heads (4 fps)
   3. videos    lab.world.write_dataset: captioned clips, lossless (train split: held-out combinations never appear)
      captions  lab.captions.caption_manifest (--caption-alternatives N, --caption-partial K): WORK/captions.jsonl, N more
-               captions per clip, K with the shape unnamed and K with the colour unnamed
+               captions per clip, K with each attribute unnamed; `--extra-colour-clips M` off-palette clips too
   4. prepare   train/prepare.py: cache of VAE latents, semantic features, MiniLM text features, object masks
   5. stage1    train/stage1.py: compressor + latent generator (full attention, then shifted windows)
   6. stage2    train/stage2.py: semantic generator
   7. probe     lab.metrics.train_probe: attribute probe for the evaluation
 `--finetune DIR` tunes a shipped model (DIR: its five files and manifest, copied to WORK/init) instead of training
 one: probe kept, encoder kept (or tuned `--encoder-tune-steps`, e.g. with `--encoder-recolor 0.5`), the whole VAE
-tuned on 65-frame clips (`--vae-tune-steps 0`: kept), stages 1-2 started from its exports (a decoder
+tuned on 65-frame clips (`--vae-tune-steps 0`: kept), stages 1-2 started from its exports (or stage 1 with
+its compressor frozen, `--stage1-freeze-compressor --stage2-steps 0`, and its stage 2 kept; a decoder
 step, e.g. `--only decoder --decoder-steps 1500 --decoder-phases tune`, keeps the latents, so it may follow); the
 manifest keeps the tuned model's record under "finetuned_from". Ablations (`--k 64`, `--passthrough`, other lengths)
 build into their own work folder; only `ship` writes the shipped weights. `WORK/build.json` records each step's command
@@ -68,17 +69,13 @@ VAE_PHASES = ((5, 8, 1e-3, 0, 1 / 3, 0), (9, 4, 1e-3, 0, 0, 0), (17, 2, 1e-3, 0,
 # Decoder fine-tune (latent space kept): (frames, batch, lr, LR decay over the phase, edge weight). The VAE maps blue
 # and purple to nearby latents and its decoder drew both as their mix (probe: 0 of 8 blue reconstructions blue);
 # decoding the posterior mode without the KL noise lets the decoder pull them apart. `--decoder-steps` gives the ends
-# of the first phases (the 8x VAE shipped before: the first two; the 4x one: none). Phases 3-4 add an L1 loss on
-# spatial gradients (pretrain.py --edge-weight 5), an experiment not shipped: reconstructions sharper (edge sharpness
-# 47.9 -> 53.4, real 72.5), PSNR 27.1 -> 27.6 dB, but one of five 60 s videos turned from purple to blue (README, "How
-# it got here").
+# of the first phases (the 8x VAE shipped before: the first two; the 4x one: none). Phases 3-4 add an edge loss
+# (pretrain.py --edge-weight 5), an experiment not shipped (git history has its numbers).
 DECODER_PHASES = ((17, 2, 3e-4, False, 0), (65, 1, 1e-4, True, 0), (17, 2, 1e-4, False, 5), (65, 1, 1e-4, True, 5))
 # --decoder-base-dim: a new, wider decoder (random init) on the same frozen encoder trains from a higher LR, decayed
 WIDE_DECODER_PHASES = ((17, 2, 1e-3, True, 0), (65, 1, 1e-4, True, 0))
-# --decoder-phases long: 65-frame clips only, an experiment on the shipped 4x VAE, not shipped. Its late frames of
-# long clips come out in other colours (a still red triangle green from frame ~20); 1200 steps did not bring those
-# colours back (the encoder's settled codes of the nearest colours are 2.5x closer than in frame 0: no decoder can
-# tell them apart) and cost sharpness (README, "A VAE with 4x spatial compression lifts the ceiling").
+# --decoder-phases long: 65-frame clips only, an experiment not shipped: 1200 steps did not bring back late frames'
+# colours (README, "A VAE with 4x spatial compression lifts the ceiling").
 LONG_DECODER_PHASES = ((65, 1, 3e-4, True, 0),)
 # --decoder-phases tune: the decoder alone on 2 s clips' posterior mode, LR decayed, with the edge loss: after the
 # whole-VAE tune on 65-frame clips its 2 s reconstructions sharpen (61.4 -> 64.4 of real 77.0, n = 50). The latent
@@ -89,20 +86,16 @@ LONG_DECODER_PHASES = ((65, 1, 3e-4, True, 0),)
 TUNE_DECODER_PHASES = ((17, 2, 1e-4, True, 5),)
 WINDOW = 8  # latent frames per attention window of long videos (manifest "window": the CLI's and nodes' default)
 SAMPLER = {"steps": 20, "cfg": 4.0, "shift": 2.0}  # default sampling of the shipped model's stage B
-# stage A unguided: on 400 held-out prompts (seeds 1 and 2, not the evaluation's 0) plan CFG 1 against 4 gave colour
-# 81 vs 76 %, all three 61 vs 56 % on an earlier (8x-VAE) build, a tie on the next (README, Sampling); half the cost
+# stage A unguided: on 400 held-out prompts (seeds 1 and 2) plan CFG 1 tied or beat 4 (README, Sampling); half the cost
 PLAN_SAMPLER = {"steps": 20, "cfg": 1.0, "shift": 2.0}
 # stage B on a reference video's plan: guidance 3 against 4 on 300 held-out references (seeds 11 and 12, not the
 # evaluation's 1) kept the motion in 94 vs 93 % and took the prompt's colour in 75 vs 68 %, with fewer frames in the
-# reference's colour; 2 was within noise of 3 but lost more of the prompt's shape (README, Sampling). Tuned on the
-# 8x-VAE model; on the 4x one before the shipped (seed 11) 1, 2, 3 kept the motion in 90 / 87 / 86 %, the colour in
-# 84 / 91 / 95 %
+# reference's colour; 2 was within noise of 3 but lost more of the prompt's shape (README, Sampling)
 TRANSFER_SAMPLER = {"steps": 20, "cfg": 3.0, "shift": 2.0}
 # and stage A first re-samples the reference's plan with the prompt from flow time 0.2, guided at 3: on 150 held-out
 # references (seeds 11 and 12) motion kept 95 vs 94 %, prompt colour 90 vs 77 %, shape 71 vs 67 % against the plan
-# as encoded; from 0.5 the motion drops (86 %, 76 % at CFG 3) (README, Sampling; benchmarks/sampler_sweep.py). The
-# shipped uniform-time model's plan carries more of the reference's look: from 0.35 (seed 11) the prompt's colour
-# 98 % against 81 % from 0.2, motion kept 94 % at both
+# as encoded; from 0.5 the motion drops (README, Sampling). The uniform-time models' plans carry more of the
+# reference's look: from 0.35 (seed 11) the prompt's colour 98 % against 81 % from 0.2, motion kept 94 % at both
 TRANSFER_REPLAN = {"t": 0.35, "steps": 20, "cfg": 3.0, "shift": 2.0}
 
 
@@ -310,15 +303,18 @@ def build(args) -> None:
     def write_captions():  # each clip's caption plus N more of the same scene (training templates) and K per attribute
         # that leave it unnamed, one drawn per step: alternatives alone did not raise held-out adherence, partial ones
         # did (colour 72 -> 84 %: held-out combinations are read word by word; README, "How it got here")
-        from semanticgen_core.lab.captions import caption_manifest
+        from semanticgen_core.lab.captions import caption_manifest, extra_colour_rows
 
         unnamed = tuple(args.caption_unnamed.split(","))
         rows = caption_manifest(videos, work, args.caption_alternatives, seed=args.seed,
                                 templates=args.caption_templates, partial=args.caption_partial, unnamed=unnamed)  # fmt: skip
+        rows += extra_colour_rows(work / "extra", work, args.extra_colour_clips, args.seed, args.caption_alternatives,
+                                  args.caption_partial)  # fmt: skip
         atomic_write_text(captions, "".join(json.dumps(r) + "\n" for r in rows))
         return [["lab.captions.caption_manifest", f"alternatives={args.caption_alternatives}",
                  f"templates={args.caption_templates}", f"partial={args.caption_partial}",
-                 f"unnamed={args.caption_unnamed}", f"seed={args.seed}"]]  # fmt: skip
+                 f"unnamed={args.caption_unnamed}", f"seed={args.seed}"],
+                ["lab.captions.extra_colour_rows", f"n={args.extra_colour_clips}"]]  # fmt: skip
 
     with_captions = bool(args.caption_alternatives or args.caption_partial)
     if with_captions:
@@ -351,10 +347,11 @@ def build(args) -> None:
                 "--resume", *common]  # fmt: skip
         uniform = ["--time-sampling", "uniform", "--time-shift", 3]  # the noisiest times: the background's source
         times = uniform if args.stage1_uniform_times == "all" else []
+        freeze = ["--freeze-compressor"] if args.stage1_freeze_compressor else []
         if args.finetune:  # one phase in the sampling windows, from the fine-tuned model's bundle
             return finish("stage1", [run(stage1, [*base, "--init", init / PARTS["stage1"], "--max-steps",
                                                   args.stage1_steps, "--lr", 3e-4, "--decay-steps", args.stage1_steps,
-                                                  "--window", WINDOW, *times])])  # fmt: skip
+                                                  "--window", WINDOW, *times, *freeze])])  # fmt: skip
         end = args.stage1_steps + args.stage1_window_steps
         commands = [run(stage1, [*base, "--max-steps", args.stage1_steps, "--lr", 1e-3, "--decay-steps",
                                  args.stage1_steps // 3, *times])]  # fmt: skip
@@ -373,6 +370,11 @@ def build(args) -> None:
     b.step("stage1", work / "stage1" / "done", train_stage1)
 
     def train_stage2():  # --finetune: from the fine-tuned model's semantic generator, at a lower rate
+        if args.finetune and not args.stage2_steps:  # the compressor was frozen: the plan space and its generator kept
+            out = work / "stage2" / "stage2_semantic_generator.safetensors"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(init / PARTS["stage2"], out)
+            return finish("stage2", [["reused", f"sha256:{_sha256(out)}", "(--finetune --stage2-steps 0)"]])
         tune = ["--init", init / PARTS["stage2"], "--lr", 3e-4, "--decay-steps", args.stage2_steps] if args.finetune else [
             "--lr", 1e-3, "--decay-steps", args.stage2_steps // 3]  # fmt: skip
         return finish("stage2", [run(stage2, ["--data", cache, "--out", work / "stage2", "--stage1", s1, "--config",
@@ -450,6 +452,14 @@ def main(args) -> None:
     if args.encoder_tune_steps and not args.finetune:
         raise SystemExit("--encoder-tune-steps fine-tunes a shipped model's encoder: give --finetune DIR (a build "
                          "from scratch trains it --encoder-steps)")  # fmt: skip
+    if args.stage1_freeze_compressor and not args.finetune:
+        raise SystemExit("--stage1-freeze-compressor keeps a shipped model's plan space: give --finetune DIR")
+    if not args.stage2_steps and not args.stage1_freeze_compressor:
+        raise SystemExit("--stage2-steps 0 keeps the semantic generator, which fits only the plan space it was "
+                         "trained on: give --finetune DIR --stage1-freeze-compressor, or stage-2 steps > 0")  # fmt: skip
+    if args.stage1_freeze_compressor and args.encoder_tune_steps:
+        raise SystemExit("--stage1-freeze-compressor keeps the compressor of the shipped encoder's features: it "
+                         "goes without --encoder-tune-steps")  # fmt: skip
     if args.vae and not Path(args.vae).is_file():
         raise SystemExit(f"--vae: {args.vae} is not a file")
     if args.finetune and (args.vae or args.passthrough or args.k != 8):
@@ -535,6 +545,11 @@ def parse_args(argv=None):
         help="the attributes partial captions leave unnamed (of shape,color,motion; 'motion': a transfer prompt's form)",
     )  # fmt: skip
     p.add_argument(
+        "--extra-colour-clips", type=int, default=0,
+        help="captions step: N more 2 s clips of every shape in off-palette colours named by new words (lab.world "
+        "EXTRA_COLORS): colour and shape words seen combining freely, no held-out pair shown",
+    )  # fmt: skip
+    p.add_argument(
         "--caption-templates", choices=("wide", "train"), default="wide",
         help="the alternatives' templates: lab.world WIDE_TEMPLATES (27 wordings) or TRAIN_TEMPLATES (the clips' 12)",
     )  # fmt: skip
@@ -553,8 +568,14 @@ def parse_args(argv=None):
         "--stage1-tail-steps", type=int, default=5000, help="stage-1 steps after the windows with uniform times (tail)"
     )
     p.add_argument(
-        "--stage2-steps", type=int, default=12000, help="stage-2 steps (batch 32; LR decays over the last third)"
-    )
+        "--stage2-steps", type=int, default=12000,
+        help="stage-2 steps (batch 32; LR decays over the last third); 0 with --stage1-freeze-compressor: the "
+        "fine-tuned model's semantic generator is kept",
+    )  # fmt: skip
+    p.add_argument(
+        "--stage1-freeze-compressor", action="store_true",
+        help="--finetune: stage 1 tunes the latent generator alone (stage1.py --freeze-compressor); the plans stay",
+    )  # fmt: skip
     p.add_argument(
         "--caption-dropout", type=float, default=0.3,
         help="stage 1: the world's captions name all it shows, so frequent drops make the generator read the plan",

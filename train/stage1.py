@@ -94,6 +94,8 @@ def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage
     """Compressor (d -> k) and latent generator (Wan2.1 weights or a config) fitted to the cache."""
     if args.init and (args.init_wan or args.no_plan):
         raise SystemExit("--init (a stage-1 bundle) goes with neither --init-wan nor --no-plan")
+    if args.freeze_compressor and not (args.init and not args.passthrough):
+        raise SystemExit("--freeze-compressor keeps a trained compressor: give --init BUNDLE (and no --passthrough)")
     dims = cache_dims(info)
     compressor = None
     if not args.no_plan:
@@ -108,6 +110,8 @@ def build_model(args: argparse.Namespace, info: dict, cfg: TrainConfig) -> Stage
         init = load_stage1(args.init)
         init_from(lat, init.lat_generator, f"--init {args.init}: latent generator")
         init_from(compressor, init.compressor, f"--init {args.init}: compressor")
+    if args.freeze_compressor:  # the plan space is kept, so the bundle's semantic generator (stage 2) still fits it
+        compressor.requires_grad_(False)
     if cfg.lora_rank:  # the compressor is a separate module: always fully trained
         counts = apply_lora_mode(lat, cfg.lora_rank, cfg.lora_alpha, cfg.base_dtype, new_layers(lat))
         print(f"LoRA mode: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen in the latent generator")
@@ -184,6 +188,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--object-weight", type=float, default=0.0,
         help="weigh the flow loss of latent cells under the cache's fg_mask (prepare --foreground-mask) 1 + this: in "
         "the shapes lab the object covers a few percent of the frame, and its colour and shape barely move the loss",
+    )  # fmt: skip
+    parser.add_argument(
+        "--freeze-compressor", action="store_true",
+        help="with --init: train the latent generator alone; the plan space, and so the semantic generator trained "
+        "on it, stay valid",
     )  # fmt: skip
     parser.add_argument("--plan-noise-max", type=float, default=0.2, help="plan noise strength drawn U(0, max)")
     parser.add_argument(

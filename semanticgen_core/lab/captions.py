@@ -1,11 +1,16 @@
 """Training captions for the shapes world: alternatives of a clip's caption, and partial captions (one attribute
 unnamed), written into a JSONL manifest that train/prepare.py caches (one caption drawn per training step)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .world import (
+    EXTRA_COLOR_WORDS,
+    EXTRA_COLORS,
+    SHAPE_WORDS,
+    SHAPES,
     TEMPLATE_SETS,
     Scene,
     _as_rng,
@@ -13,6 +18,8 @@ from .world import (
     _pick,
     caption,
     parse_caption,
+    render,
+    sample_scene,
 )
 
 # Partial captions (partial_caption): training only, one attribute unnamed. Nouns that name no shape, templates
@@ -89,4 +96,33 @@ def caption_manifest(
         rng = np.random.default_rng([seed, 11, i])
         captions = text if "\n" in text else caption_alternatives(text, n, rng, templates, partial, unnamed)
         rows.append({"video": str(video.relative_to(root)), "caption": captions})
+    return rows
+
+
+def extra_colour_rows(folder, root, n: int, seed: int = 0, alternatives: int = 4, partial: int = 2) -> list[dict]:
+    """Write n lossless 2 s clips (8 fps, 17 frames) as extra{i}.mp4 into `folder`, shape i % 3 drawn in an
+    EXTRA_COLORS colour (cycled), and return their manifest rows: the canonical caption, `alternatives` from
+    WIDE_TEMPLATES and `partial` each with the shape, the colour and the motion unnamed, all with that colour's words.
+
+    Each extra colour comes with every shape, so the generators see colour and shape words combine freely; no palette
+    colour is drawn, so no held-out (colour, shape) pair is shown (README, "Shape of held-out pairs")."""
+    from ..video_io import write_video
+
+    folder, names, rows = Path(folder), list(EXTRA_COLORS), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rng = np.random.default_rng([seed, 29, i])
+        name, shape = names[(i // len(SHAPES)) % len(names)], SHAPES[i % len(SHAPES)]
+        scene = replace(sample_scene(rng), shape=shape)
+        path = folder / f"extra{i:06d}.mp4"
+        write_video(path, render(scene, 2.0, fps=8, num_frames=17, rgb=EXTRA_COLORS[name]), fps=8, lossless=True)
+        words = EXTRA_COLOR_WORDS[name]
+        texts = [_fill("a {color} {shape} {finite}", scene, rng, SHAPE_WORDS[shape][:1], words[:1])]
+        texts += [_fill(_pick(rng, TEMPLATE_SETS["wide"]), scene, rng, color_words=words) for _ in range(alternatives)]
+        texts += [
+            _fill(_pick(rng, TEMPLATE_SETS["wide"]), scene, rng, GENERIC_SHAPE_WORDS, words) for _ in range(partial)
+        ]
+        texts += [_fill(_pick(rng, COLOURLESS_TEMPLATES), scene, rng) for _ in range(partial)]
+        texts += [_fill(_pick(rng, MOTIONLESS_TEMPLATES), scene, rng, color_words=words) for _ in range(partial)]
+        rows.append({"video": str(path.relative_to(root)), "caption": texts})
     return rows

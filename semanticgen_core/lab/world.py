@@ -39,6 +39,12 @@ COLORS = {
     "purple": (165, 60, 215),
 }
 MOTIONS = ("left", "right", "up", "down", "still")
+# Colours outside the palette (>= 80 RGB levels from each COLORS entry), each drawn with every shape: training clips
+# of these (lab.captions.extra_colour_rows) show colour and shape words combining freely without showing a held-out
+# pair. The evaluation never asks for them, and the probe does not know them.
+EXTRA_COLORS = {"orange": (250, 140, 20), "pink": (250, 130, 200), "cyan": (40, 220, 220), "brown": (150, 90, 40)}
+EXTRA_COLOR_WORDS = {"orange": ("orange", "tangerine"), "pink": ("pink", "rose"), "cyan": ("cyan", "turquoise"),
+                     "brown": ("brown", "chocolate")}  # fmt: skip
 BACKGROUNDS = {  # name -> (top RGB, bottom RGB): a vertical gradient; equal ends give a plain background
     "black": ((0, 0, 0), (0, 0, 0)),
     "dark gray": ((48, 48, 48), (48, 48, 48)),
@@ -175,10 +181,12 @@ def caption(scene, rng=None, style: str = "canonical", templates: str = "train")
     return _fill(_pick(rng, TEMPLATE_SETS[templates]), scene, rng)
 
 
-def _fill(template: str, scene, rng: np.random.Generator, shape_words=None) -> str:
-    """`template` with words for the scene's attributes drawn by rng (`shape_words`: the nouns for {shape})."""
+def _fill(template: str, scene, rng: np.random.Generator, shape_words=None, color_words=None) -> str:
+    """`template` with words for the scene's attributes drawn by rng (`shape_words` / `color_words`: the words for
+    {shape} / {color} instead of the scene's own)."""
     finite, participle = MOTION_FINITE[scene.motion], MOTION_PARTICIPLE[scene.motion]
-    words = dict(color=_pick(rng, COLOR_WORDS[scene.color]), shape=_pick(rng, shape_words or SHAPE_WORDS[scene.shape]))
+    colors = color_words or COLOR_WORDS[scene.color]
+    words = dict(color=_pick(rng, colors), shape=_pick(rng, shape_words or SHAPE_WORDS[scene.shape]))
     return _articles(template.format(**words, finite=_pick(rng, finite), participle=_pick(rng, participle)))
 
 
