@@ -10,6 +10,10 @@ as encoded, ra: stage A's CFG while re-planning). `--task transfer` measures ref
     python benchmarks/sampler_sweep.py --n 200 --seed 1 --settings '[{"a": 4, "b": 4}, {"a": 1, "b": 4}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 11 --settings '[{"b": 4}, {"b": 8}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 12 --settings '[{"r": 0}, {"r": 0.2, "ra": 3}]'
+
+Two builds on the same prompts and seeds, paired: `--json A.json` on one's weights, then `--weights DIR --against
+A.json` on the other's prints each attribute's difference per prompt (bootstrap interval over prompts), the shape on
+held-out colour-shape pairs included (`shape_pairs`).
 """
 
 import argparse
@@ -27,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embedded_eval import ATTRS, attribute_hits, generate, rate, transfer_scores  # noqa: E402
 
 from semanticgen_core.lab import metrics  # noqa: E402
+from semanticgen_core.lab.claims_metrics import bootstrap_ci  # noqa: E402
 from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
-from semanticgen_core.lab.world import ShapesWorld, parse_caption  # noqa: E402
+from semanticgen_core.lab.world import HELDOUT_COMBOS, ShapesWorld, parse_caption  # noqa: E402
 
 KEYS = {"a", "b", "steps", "shift_a", "shift_b", "noise", "r", "ra"}
 
@@ -52,10 +57,35 @@ def with_settings(config, s: dict):
                    transfer_replan=s.get("r", config.transfer_replan), replan_sampler=r)  # fmt: skip
 
 
+def read_against(path: str, args) -> dict:
+    """The per-prompt hits of the first row of an earlier run's --json, checked to be of the same prompts."""
+    try:
+        row = json.loads(Path(path).read_text())[0]
+    except (OSError, ValueError, IndexError, KeyError) as e:
+        raise SystemExit(f"--against {path}: not a --json file of this script ({e})") from None
+    same = {"task": "generate", "n": args.n, "seed": args.seed, "split": args.split}
+    if "hits" not in row or {k: row.get("prompts", {}).get(k) for k in same} != same:
+        raise SystemExit(f"--against {path}: needs per-prompt hits of --task generate with the same --n, --seed "
+                         f"and --split ({same}); it has {row.get('prompts')}")  # fmt: skip
+    return row["hits"]
+
+
+def paired(new: dict, old: dict) -> str:
+    """Each attribute's mean difference new - old over the same prompts, in points, with its bootstrap interval."""
+    parts = []
+    for k in new:
+        d, lo, hi = bootstrap_ci([a - b for a, b in zip(new[k], old[k]) if a is not None and b is not None])
+        parts.append(f"{k} {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+    return "paired against --against: " + " ".join(parts)
+
+
 def main(args) -> list[dict]:
     settings = json.loads(args.settings)
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
         raise SystemExit('--settings: a JSON list of objects, e.g. \'[{"a": 1, "b": 4}]\'')
+    if args.against and args.task != "generate":
+        raise SystemExit("--against compares held-out adherence: it goes with --task generate")
+    against = read_against(args.against, args) if args.against else None
     torch.set_num_threads(args.threads)
     probe = metrics.AttributeProbe.load(embedded_path("probe", args.weights))
     pipe = load_embedded_pipeline(with_encoder=args.task == "transfer", weights_dir=args.weights)
@@ -63,6 +93,7 @@ def main(args) -> list[dict]:
     world = ShapesWorld(n=args.n, seed=args.seed, split=args.split, paraphrase=1.0)
     prompts = [world.scene(i)[1] for i in range(args.n)]
     truths = [parse_caption(p) for p in prompts]
+    pairs = [(t["color"], t["shape"]) in HELDOUT_COMBOS["color_shape"] for t in truths]
     rows = []
     for s in settings:
         pipe.config = with_settings(shipped, s)
@@ -75,9 +106,15 @@ def main(args) -> list[dict]:
             continue
         hits = attribute_hits(probe, generate(pipe, prompts, seed=args.seed, plan_noise=s.get("noise")), truths)
         hits["all"] = [all(hits[k][i] for k in ATTRS) for i in range(args.n)]
-        row = {"settings": s, **{k: rate(hits[k]) for k in (*ATTRS, "all")}, "seconds": round(time.time() - t0, 1)}
+        hits["shape_pairs"] = [h if p else None for h, p in zip(hits["shape"], pairs)]  # None: not a held-out pair
+        hits = {k: [None if h is None else int(h) for h in v] for k, v in hits.items()}
+        row = {"settings": s, **{k: rate([h for h in v if h is not None]) for k, v in hits.items()},
+               "seconds": round(time.time() - t0, 1), "hits": hits,
+               "prompts": {"task": "generate", "n": args.n, "seed": args.seed, "split": args.split}}  # fmt: skip
         rows.append(row)
-        print(json.dumps(s), " ".join(f"{k} {row[k]['rate']:.2f}" for k in (*ATTRS, "all")), flush=True)
+        print(json.dumps(s), " ".join(f"{k} {row[k]['rate']:.2f}" for k in hits), flush=True)
+        if against:
+            print("   ", paired(hits, against), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows
@@ -92,7 +129,8 @@ def parse_args(argv=None):
     p.add_argument("--split", default="heldout", choices=["heldout", "train"], help="held-out or training scenes")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
-    p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--json", default=None, help="also write the rows here (with each prompt's hits)")
+    p.add_argument("--against", default=None, help="an earlier --json of the same prompts: paired differences")
     return p.parse_args(argv)
 
 

@@ -137,3 +137,25 @@ def test_paper_claims_tiny_runs_every_experiment_and_resumes(tmp_path, monkeypat
     monkeypatch.setattr(paper_claims.Sampler, "text_to_video", refuse)
     again = paper_claims.main(paper_claims.parse_args(["--tiny", "--work", str(work), "--only", "compression"]))
     assert again["compression"]["rows"] == results["compression"]["rows"]
+
+
+def test_sampler_sweep_compares_two_builds_paired_on_the_same_prompts(tmp_path):
+    """benchmarks/sampler_sweep.py --against: differences per prompt (held-out pairs' None skipped); a file of other
+    prompts is refused before any work."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sampler_sweep
+
+    old = {"shape": [1, 0, 1, 0], "shape_pairs": [1, None, None, 0]}
+    new = {"shape": [1, 1, 1, 1], "shape_pairs": [1, None, None, 1]}
+    line = sampler_sweep.paired(new, old)
+    assert "shape +50.0 [" in line and "shape_pairs +50.0 [" in line
+    assert sampler_sweep.paired(old, old).count("+0.0 [+0.0, +0.0]") == 2
+    args = sampler_sweep.parse_args(["--settings", "[{}]", "--n", "4", "--seed", "1", "--against", "x"])
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps([{"hits": old, "prompts": {"task": "generate", "n": 4, "seed": 2, "split": "heldout"}}]))
+    with pytest.raises(SystemExit, match="same --n, --seed"):
+        sampler_sweep.read_against(str(f), args)
+    f.write_text(json.dumps([{"hits": old, "prompts": {"task": "generate", "n": 4, "seed": 1, "split": "heldout"}}]))
+    assert sampler_sweep.read_against(str(f), args) == old
+    with pytest.raises(SystemExit, match="not a --json file"):
+        sampler_sweep.read_against(str(tmp_path / "missing.json"), args)
