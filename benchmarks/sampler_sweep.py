@@ -57,16 +57,21 @@ def with_settings(config, s: dict):
                    transfer_replan=s.get("r", config.transfer_replan), replan_sampler=r)  # fmt: skip
 
 
+def prompt_set(args) -> dict:
+    """What makes two runs' prompts the same (kept in each --json row)."""
+    return {"task": "generate", "n": args.n, "seed": args.seed, "split": args.split}
+
+
 def read_against(path: str, args) -> dict:
     """The per-prompt hits of the first row of an earlier run's --json, checked to be of the same prompts."""
     try:
         row = json.loads(Path(path).read_text())[0]
     except (OSError, ValueError, IndexError, KeyError) as e:
         raise SystemExit(f"--against {path}: not a --json file of this script ({e})") from None
-    same = {"task": "generate", "n": args.n, "seed": args.seed, "split": args.split}
-    if "hits" not in row or {k: row.get("prompts", {}).get(k) for k in same} != same:
+    same = prompt_set(args)
+    if not isinstance(row, dict) or "hits" not in row or row.get("prompts") != same:
         raise SystemExit(f"--against {path}: needs per-prompt hits of --task generate with the same --n, --seed "
-                         f"and --split ({same}); it has {row.get('prompts')}")  # fmt: skip
+                         f"and --split ({same}); it has {row.get('prompts') if isinstance(row, dict) else row}")  # fmt: skip
     return row["hits"]
 
 
@@ -110,7 +115,7 @@ def main(args) -> list[dict]:
         hits = {k: [None if h is None else int(h) for h in v] for k, v in hits.items()}
         row = {"settings": s, **{k: rate([h for h in v if h is not None]) for k, v in hits.items()},
                "seconds": round(time.time() - t0, 1), "hits": hits,
-               "prompts": {"task": "generate", "n": args.n, "seed": args.seed, "split": args.split}}  # fmt: skip
+               "prompts": prompt_set(args)}  # fmt: skip
         rows.append(row)
         print(json.dumps(s), " ".join(f"{k} {row[k]['rate']:.2f}" for k in hits), flush=True)
         if against:

@@ -159,3 +159,6 @@ def test_sampler_sweep_compares_two_builds_paired_on_the_same_prompts(tmp_path):
     assert sampler_sweep.read_against(str(f), args) == old
     with pytest.raises(SystemExit, match="not a --json file"):
         sampler_sweep.read_against(str(tmp_path / "missing.json"), args)
+    f.write_text("[[1, 0]]")  # JSON, but not this script's rows
+    with pytest.raises(SystemExit, match="needs per-prompt hits"):
+        sampler_sweep.read_against(str(f), args)
