@@ -11,7 +11,7 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
    template, the commonest mistakes
 3. crispness: Frechet distance on probe features, generated vs real renders, next to real vs real [<= 2x floor];
    edge sharpness (strongest luma gradients) generated vs real [within 20 %], and where it is lost (VAE
-   reconstructions of real clips; stage B given real plans)
+   reconstructions of real clips; stage B given real plans; the Frechet distance's: benchmarks/frechet_parts.py)
 4. where misses come from: the probe itself on real renders of the same scenes, the VAE (PSNR on held-out 8 s
    clips [>= 30 dB]; the probe on reconstructions, also per colour with the object's mean reconstructed RGB), the
    encoder (linear probes of attributes and positions on its features and on the compressed plan), stage B given
@@ -113,6 +113,34 @@ def geometry(pipe) -> dict:
         ts, hs, ws = paper_sem.grid(seconds, 480, 832)
         out[f"paper_{seconds:g}s"] = (ts * hs * ws) / (t * (h // 2) * (w // 2))
     return out
+
+
+def frechet_scores(probe, videos, real, seed: int) -> dict:
+    """Frechet distance on probe features, generated vs real renders of the same held-out scenes, next to the
+    real-vs-real floor (renders of other held-out scenes, prompt seed + 7)."""
+    real2 = [ShapesWorld(n=len(real), seed=seed + 7, split="heldout")[i]["frames"] for i in range(len(real))]
+    e_gen, e_real, e_real2 = probe.embed(videos), probe.embed(real), probe.embed(real2)
+    # a 16-d PCA basis fitted on real clips: with ~100 clips a 288-d covariance is mostly noise
+    basis = np.linalg.svd(np.concatenate([e_real, e_real2]) - e_real.mean(0), full_matrices=False)[2][:16].T
+    e_gen, e_real, e_real2 = e_gen @ basis, e_real @ basis, e_real2 @ basis
+    return {"generated_vs_real": metrics.frechet_distance(e_gen, e_real),
+            "real_vs_real": metrics.frechet_distance(e_real2, e_real)}  # fmt: skip
+
+
+def stage_b_on_real_plans(pipe, world, n: int) -> list[np.ndarray]:
+    """Stage B given real plans: each of the first n scenes of `world` rendered at the semantic fps, encoded, and
+    its own caption; stage B sampled with the text-to-video sampler (not the transfer one), seed i."""
+    sem_fps, config = pipe.config.semantic.fps, pipe.config
+    pipe.config = replace(config, transfer_sampler=None, transfer_replan=0.0)
+    try:
+        out = []
+        for i in range(n):
+            scene, text = world.scene(i)
+            ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
+            out.append(pipe(text, seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref)[0])
+        return out
+    finally:
+        pipe.config = config
 
 
 def linear_probe_scores(pipe, n_train=400, n_test=200, seed=0) -> dict:
@@ -390,13 +418,7 @@ def main(args):
     real = [world[i]["frames"] for i in range(args.n)]
     hits_real = attribute_hits(probe, real, truths)  # the instrument: the probe on real renders of the same scenes
     r["probe_on_real"] = {k: rate(hits_real[k]) for k in ATTRS}
-    real2 = [ShapesWorld(n=args.n, seed=args.seed + 7, split="heldout")[i]["frames"] for i in range(args.n)]
-    e_gen, e_real, e_real2 = probe.embed(videos), probe.embed(real), probe.embed(real2)
-    # a 16-d PCA basis fitted on real clips: with ~100 clips a 288-d covariance is mostly noise
-    basis = np.linalg.svd(np.concatenate([e_real, e_real2]) - e_real.mean(0), full_matrices=False)[2][:16].T
-    e_gen, e_real, e_real2 = e_gen @ basis, e_real @ basis, e_real2 @ basis
-    r["frechet"] = {"generated_vs_real": metrics.frechet_distance(e_gen, e_real),
-                    "real_vs_real": metrics.frechet_distance(e_real2, e_real)}  # fmt: skip
+    r["frechet"] = frechet_scores(probe, videos, real, args.seed)
     r["sharpness"] = {"generated": float(np.mean([metrics.edge_sharpness(v) for v in videos])),
                       "real": float(np.mean([metrics.edge_sharpness(v) for v in real]))}  # fmt: skip
     r["flicker"] = {"generated": float(np.mean([metrics.temporal_flickering(v) for v in videos])),
@@ -410,22 +432,11 @@ def main(args):
     # 4b. the encoder and the compressed plan: linear read-outs
     r["linear_probe"] = linear_probe_scores(pipe, seed=args.seed)
 
-    # 4c. stage B given real plans: plans encoded from held-out clips, the clip's own caption, stage B sampled as
-    # in row 2 (not with the transfer sampler), so that only the plan's source differs
-    sem_fps, config = pipe.config.semantic.fps, pipe.config
-    pipe.config = replace(config, transfer_sampler=None, transfer_replan=0.0)
-    real_plan_hits, real_plan_sharp = {k: [] for k in ATTRS}, []
-    for i in range(args.n_ref):
-        scene, text = world.scene(i)
-        ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
-        out = pipe(text, seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref)[0]
-        real_plan_sharp.append(metrics.edge_sharpness(out))
-        h = attribute_hits(probe, [out], [{k: getattr(scene, k) for k in ATTRS}])
-        for k in ATTRS:
-            real_plan_hits[k] += h[k]
-    pipe.config = config
-    r["stage_b_real_plans"] = {k: rate(v) for k, v in real_plan_hits.items()}
-    r["sharpness"]["stage_b_real_plans"] = float(np.mean(real_plan_sharp))
+    # 4c. stage B given real plans (row 2's stage B sampler, so that only the plan's source differs)
+    real_plan_videos = stage_b_on_real_plans(pipe, world, args.n_ref)
+    h = attribute_hits(probe, real_plan_videos, [{k: getattr(scenes[i], k) for k in ATTRS} for i in range(args.n_ref)])
+    r["stage_b_real_plans"] = {k: rate(h[k]) for k in ATTRS}
+    r["sharpness"]["stage_b_real_plans"] = float(np.mean([metrics.edge_sharpness(v) for v in real_plan_videos]))
 
     # 5. reference transfer: layout and motion from the reference, colour and shape from the prompt
     r["transfer"] = transfer_scores(pipe, probe, args.n_ref, args.seed + 1, control=True)

@@ -8,6 +8,7 @@ as encoded, ra: stage A's CFG while re-planning). `--task transfer` measures ref
 (embedded_eval.transfer_scores: the motion kept, the prompt's colour and shape, the reference's colour trace).
 
     python benchmarks/sampler_sweep.py --n 200 --seed 1 --settings '[{"a": 4, "b": 4}, {"a": 1, "b": 4}]'
+    python benchmarks/sampler_sweep.py --n 100 --seed 1 --frechet --settings '[{}, {"steps": 30}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 11 --settings '[{"b": 4}, {"b": 8}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 12 --settings '[{"r": 0}, {"r": 0.2, "ra": 3}]'
 
@@ -28,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embedded_eval import ATTRS, attribute_hits, generate, rate, transfer_scores  # noqa: E402
+from embedded_eval import ATTRS, attribute_hits, frechet_scores, generate, rate, transfer_scores  # noqa: E402
 
 from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.claims_metrics import bootstrap_ci  # noqa: E402
@@ -109,15 +110,20 @@ def main(args) -> list[dict]:
             print(json.dumps(s), " ".join(f"{k} {v['rate']:.2f}" if isinstance(v, dict) else f"{k} {v:.3f}"
                                           for k, v in row.items() if k != "settings"), flush=True)  # fmt: skip
             continue
-        hits = attribute_hits(probe, generate(pipe, prompts, seed=args.seed, plan_noise=s.get("noise")), truths)
+        videos = generate(pipe, prompts, seed=args.seed, plan_noise=s.get("noise"))
+        hits = attribute_hits(probe, videos, truths)
         hits["all"] = [all(hits[k][i] for k in ATTRS) for i in range(args.n)]
         hits["shape_pairs"] = [h if p else None for h, p in zip(hits["shape"], pairs)]  # None: not a held-out pair
         hits = {k: [None if h is None else int(h) for h in v] for k, v in hits.items()}
         row = {"settings": s, **{k: rate([h for h in v if h is not None]) for k, v in hits.items()},
                "seconds": round(time.time() - t0, 1), "hits": hits,
                "prompts": prompt_set(args)}  # fmt: skip
+        if args.frechet:
+            row["frechet"] = frechet_scores(probe, videos, [world[i]["frames"] for i in range(args.n)], args.seed)
         rows.append(row)
-        print(json.dumps(s), " ".join(f"{k} {row[k]['rate']:.2f}" for k in hits), flush=True)
+        fr = row.get("frechet")
+        fr = f" frechet {fr['generated_vs_real']:.1f} (floor {fr['real_vs_real']:.1f})" if fr else ""
+        print(json.dumps(s), " ".join(f"{k} {row[k]['rate']:.2f}" for k in hits) + fr, flush=True)
         if against:
             print("   ", paired(hits, against), flush=True)
     if args.json:
@@ -135,6 +141,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
     p.add_argument("--json", default=None, help="also write the rows here (with each prompt's hits)")
+    p.add_argument("--frechet", action="store_true", help="also the Frechet distance to real renders (crispness)")
     p.add_argument("--against", default=None, help="an earlier --json of the same prompts: paired differences")
     return p.parse_args(argv)
 
