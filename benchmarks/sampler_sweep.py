@@ -5,11 +5,14 @@ fitted to the numbers the README reports. Each setting is one line of JSON; unse
 (a: stage A's CFG, b: stage B's CFG, steps, shift_a, shift_b, noise: plan noise; with `--task transfer` the
 stage-B keys set the manifest's transfer_sampler, r: the flow time stage A re-plans the reference's plan from, 0:
 as encoded, ra: stage A's CFG while re-planning). `--task transfer` measures reference transfer instead
-(embedded_eval.transfer_scores: the motion kept, the prompt's colour and shape, the reference's colour trace).
+(embedded_eval.transfer_scores: the motion kept, the prompt's colour and shape, the reference's colour trace);
+`--task long` 60 s videos (embedded_eval.long_scores: the character kept per 4 s segment, videos kept whole; the
+evaluation's is prompt seed 0).
 
     python benchmarks/sampler_sweep.py --n 200 --seed 1 --settings '[{"a": 4, "b": 4}, {"a": 1, "b": 4}]'
     python benchmarks/sampler_sweep.py --n 100 --seed 1 --frechet --settings '[{}, {"steps": 30}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 11 --settings '[{"b": 4}, {"b": 8}]'
+    python benchmarks/sampler_sweep.py --task long --n 40 --seed 1 --settings '[{}, {"a": 2}]'
     python benchmarks/sampler_sweep.py --task transfer --n 100 --seed 12 --settings '[{"r": 0}, {"r": 0.2, "ra": 3}]'
 
 Two builds on the same prompts and seeds, paired: `--json A.json` on one's weights, then `--weights DIR --against
@@ -29,11 +32,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embedded_eval import ATTRS, attribute_hits, frechet_scores, generate, rate, transfer_scores  # noqa: E402
+from embedded_eval import (  # noqa: E402
+    ATTRS,
+    attribute_hits,
+    frechet_scores,
+    generate,
+    long_scores,
+    rate,
+    transfer_scores,
+)
 
 from semanticgen_core.lab import metrics  # noqa: E402
 from semanticgen_core.lab.claims_metrics import bootstrap_ci  # noqa: E402
-from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
+from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline, manifest  # noqa: E402
 from semanticgen_core.lab.world import HELDOUT_COMBOS, ShapesWorld, parse_caption  # noqa: E402
 
 KEYS = {"a", "b", "steps", "shift_a", "shift_b", "noise", "r", "ra"}
@@ -55,7 +66,8 @@ def with_settings(config, s: dict):
     r = config.replan_sampler or config.sem_sampler
     r = replace(r, cfg=s.get("ra", r.cfg), steps=s.get("steps", r.steps), shift=s.get("shift_a", r.shift))
     return replace(config, sem_sampler=a, lat_sampler=stage_b(config.lat_sampler), transfer_sampler=transfer,
-                   transfer_replan=s.get("r", config.transfer_replan), replan_sampler=r)  # fmt: skip
+                   transfer_replan=s.get("r", config.transfer_replan), replan_sampler=r,
+                   plan_noise=s.get("noise", config.plan_noise))  # fmt: skip
 
 
 def prompt_set(args) -> dict:
@@ -104,6 +116,14 @@ def main(args) -> list[dict]:
     for s in settings:
         pipe.config = with_settings(shipped, s)
         t0 = time.time()
+        if args.task == "long":
+            res = long_scores(pipe, probe, args.n, args.seed, manifest(args.weights).get("window"))
+            row = {"settings": s, **res, "seconds": round(time.time() - t0, 1)}
+            rows.append(row)
+            ck, whole = res["character_kept"], res["videos_kept_whole"]
+            print(json.dumps(s), f"character kept {ck['rate']:.3f} [{ck['lo']:.3f}, {ck['hi']:.3f}]",
+                  f"videos whole {round(whole['rate'] * whole['n'])} of {whole['n']}", flush=True)  # fmt: skip
+            continue
         if args.task == "transfer":
             row = {"settings": s, **transfer_scores(pipe, probe, args.n, args.seed, s.get("noise"))}
             rows.append({**row, "seconds": round(time.time() - t0, 1)})
@@ -134,8 +154,8 @@ def main(args) -> list[dict]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--settings", required=True, help="JSON list of settings (keys: a, b, steps, shift_a, ...)")
-    p.add_argument("--task", default="generate", choices=["generate", "transfer"], help="what is measured")
-    p.add_argument("--n", type=int, default=200, help="prompts (references for --task transfer) per setting")
+    p.add_argument("--task", default="generate", choices=["generate", "transfer", "long"], help="what is measured")
+    p.add_argument("--n", type=int, default=200, help="prompts (references / 60 s videos for --task transfer / long)")
     p.add_argument("--seed", type=int, default=1, help="prompt seed (the evaluation's is 0: tune elsewhere)")
     p.add_argument("--split", default="heldout", choices=["heldout", "train"], help="held-out or training scenes")
     p.add_argument("--threads", type=int, default=2, help="torch threads")

@@ -164,6 +164,21 @@ def test_sampler_sweep_compares_two_builds_paired_on_the_same_prompts(tmp_path):
         sampler_sweep.read_against(str(f), args)
 
 
+def test_sampler_sweep_settings_reach_each_stage_and_the_long_task_is_offered():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sampler_sweep
+
+    from semanticgen_core.config import PipelineConfig
+
+    c = sampler_sweep.with_settings(PipelineConfig(), {"a": 2, "b": 6, "noise": 0.3, "r": 0.35})
+    assert (c.sem_sampler.cfg, c.lat_sampler.cfg, c.transfer_sampler.cfg) == (2, 6, 6)
+    assert c.plan_noise == 0.3 and c.transfer_replan == 0.35  # --task long reads the noise from the config
+    assert sampler_sweep.with_settings(PipelineConfig(), {}).plan_noise == PipelineConfig().plan_noise
+    with pytest.raises(SystemExit, match="unknown keys \\['cfg'\\]"):
+        sampler_sweep.with_settings(PipelineConfig(), {"cfg": 3})
+    assert sampler_sweep.parse_args(["--settings", "[{}]", "--task", "long", "--n", "40"]).task == "long"
+
+
 def test_frechet_scores_is_zero_for_the_real_clips_and_grows_for_altered_ones():
     """embedded_eval.frechet_scores (also sampler_sweep --frechet): generated vs real renders next to the floor."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
