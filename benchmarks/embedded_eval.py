@@ -7,8 +7,7 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
 1. geometry: plan tokens / stage-B tokens at several lengths [<= 1/16], next to the paper's own ratio
 2. text adherence on n held-out prompts: colour [>= 95 %], shape [>= 90 %], motion [>= 90 %]; the same scenes with
    canonical captions (what the paraphrase templates cost) and in fresh wording (lab.world FRESH_TEMPLATES, written
-   after the training grammar, never trained), colour by kind of held-out scene and by paraphrase
-   template, the commonest mistakes
+   after the training grammar, never trained), colour by kind of held-out scene and by template, the commonest mistakes
 3. crispness: Frechet distance on probe features, generated vs real renders, next to real vs real [<= 2x floor];
    edge sharpness (strongest luma gradients) generated vs real [within 20 %], and where it is lost (VAE
    reconstructions of real clips; stage B given real plans; the Frechet distance's: benchmarks/frechet_parts.py)
@@ -20,7 +19,8 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
    trace of the reference's colour (against the rate in real renders of the prompt's scene, and in text-to-video of
    the same prompts and seeds without a reference) [none visible]; with the manifest's re-planning, the same
    references with the plan as encoded
-6. 60 s videos: the character kept per 4 s segment [>= 95 %]; stage A's share of the wall time [<= 10 %]
+6. 60 s videos: the character kept per 4 s segment [>= 95 %] (also by kind: held-out colour-shape pairs or not);
+   stage A's share of the wall time [<= 10 %]
 7. the README's 2 s command end to end through the CLI [<= 15 s]
 
     python benchmarks/embedded_eval.py                  # n = 100 prompts, 50 references, 5 one-minute videos
@@ -128,8 +128,7 @@ def frechet_scores(probe, videos, real, seed: int) -> dict:
 
 
 def stage_b_on_real_plans(pipe, world, n: int) -> list[np.ndarray]:
-    """Stage B given real plans: each of the first n scenes of `world` rendered at the semantic fps, encoded, and
-    its own caption; stage B sampled with the text-to-video sampler (not the transfer one), seed i."""
+    """Stage B on the real plans of `world`'s first n scenes and their captions (the t2v sampler, not transfer's)."""
     sem_fps, config = pipe.config.semantic.fps, pipe.config
     pipe.config = replace(config, transfer_sampler=None, transfer_replan=0.0)
     try:
@@ -307,7 +306,8 @@ def transfer_scores(
     """Reference transfer on n held-out references (rng seed `seed`): "a <colour> <shape>" of another colour and
     shape than the reference's; the motion kept, the prompt's colour and shape taken, frames with a trace of the
     reference's colour (and the same in real renders of the prompt's scene; with `control`, in text-to-video of the
-    same prompt and seed without any reference: the generator's own stray pixels of that colour)."""
+    same prompt and seed without any reference: the generator's own stray pixels of that colour, and the excess over
+    it with a bootstrap interval over references)."""
     sem_fps = pipe.config.semantic.fps
     rng = np.random.default_rng(seed)
     refs, gens, colour_ok, shape_ok, trace_gen, trace_real, trace_t2v, bg_ok = [], [], [], [], [], [], [], []
@@ -338,15 +338,17 @@ def transfer_scores(
         "background_kept": rate(bg_ok),
         "reference_colour_trace_frames": float(np.mean(trace_gen)),
         "reference_colour_trace_frames_real": float(np.mean(trace_real)),
-        **({"reference_colour_trace_frames_t2v": float(np.mean(trace_t2v))} if control else {}),
-    }
+        **({"reference_colour_trace_frames_t2v": float(np.mean(trace_t2v)),  # and the excess, paired by reference
+            "reference_colour_trace_excess": bootstrap_ci([a - b for a, b in zip(trace_gen, trace_t2v)])}
+           if control else {}),
+    }  # fmt: skip
 
 
 def long_scores(pipe, probe, n_long: int, seed: int, window) -> dict:
     """60 s videos of held-out prompts: the character (colour and shape) per 4 s segment, and each stage's time.
 
-    A video's segments share its prompt and noise, so they are not independent trials: the segment rate's interval
-    is a bootstrap over videos, and the share of videos kept whole is reported beside it (Wilson, n = videos).
+    A video's segments share its prompt and noise, so they are not independent trials: the segment rate's interval is
+    a bootstrap over videos, the share of videos kept whole beside it (Wilson, n = videos); so for held-out pairs.
     """
     long_world = ShapesWorld(n=n_long, seed=seed + 3, split="heldout", paraphrase=0.0)
     per_video, times = [], {"plan": 0.0, "latents": 0.0, "decode": 0.0}
@@ -369,12 +371,16 @@ def long_scores(pipe, probe, n_long: int, seed: int, window) -> dict:
         preds = metrics.segment_predictions(probe, frames, window_seconds=4.0, fps=FPS)
         kept = [p["color"] == attrs["color"] and p["shape"] == attrs["shape"] for p in preds]
         drawn = Counter(f"{p['color']} {p['shape']}" for p in preds).most_common(2)
-        per_video.append({"prompt": prompt, "kept": float(np.mean(kept)), "segments": len(kept), "drawn": drawn})
+        per_video.append({"prompt": prompt, "kept": float(np.mean(kept)), "segments": len(kept), "drawn": drawn,
+                          "heldout_pair": (attrs["color"], attrs["shape"]) in HELDOUT_COMBOS["color_shape"]})  # fmt: skip
     segment_rate, lo, hi = bootstrap_ci([v["kept"] for v in per_video])
     n_segments = sum(v["segments"] for v in per_video)
+    by_kind = {f"heldout_pair_{p}": (*bootstrap_ci([v["kept"] for v in per_video if v["heldout_pair"] == p]),
+                                     sum(v["heldout_pair"] == p for v in per_video)) for p in (True, False)}  # fmt: skip
     return {
         "character_kept": {"rate": segment_rate, "lo": lo, "hi": hi, "n": n_segments, "interval": "videos"},
         "videos_kept_whole": rate([v["kept"] == 1.0 for v in per_video]),
+        "character_kept_by_kind": by_kind,  # (rate, lo, hi, videos): held-out colour-shape pairs', the others'
         "per_video": per_video,
         "seconds": times,
         "stage_a_share": times["plan"] / sum(times.values()),
@@ -528,7 +534,8 @@ def print_table(r: dict) -> None:
         ("reference transfer keeps the reference's background", fmt(tr["background_kept"]), "-"),
         ("frames with a trace of the reference's colour (real renders of the prompt; text-to-video of the prompt, "
          "same seeds, no reference)", f"{tr['reference_colour_trace_frames']:.0%} "
-         f"({tr['reference_colour_trace_frames_real']:.0%}; {tr['reference_colour_trace_frames_t2v']:.0%})", "none"),
+         f"({tr['reference_colour_trace_frames_real']:.0%}; {tr['reference_colour_trace_frames_t2v']:.0%}); excess "
+         "{:+.1%} [{:+.1%}, {:+.1%}]".format(*tr["reference_colour_trace_excess"]), "none"),
         *([("the same references, the plan as encoded (no re-planning): motion / colour / shape / background; trace",
             (lambda t: " / ".join(f"{t[k]['rate']:.0%}" for k in ("motion_kept", "prompt_colour", "prompt_shape",
                                                                    "background_kept"))
@@ -536,8 +543,9 @@ def print_table(r: dict) -> None:
           if "transfer_as_encoded" in r else []),
         ("60 s videos keep their character (4 s segments; interval: bootstrap over videos)",
          fmt(lg["character_kept"]), ">= 95 %"),
-        ("60 s videos kept whole (every segment)", fmt(lg["videos_kept_whole"]) if "videos_kept_whole" in lg
-         else "not run", "-"),
+        ("60 s videos kept whole (every segment); segments kept on held-out colour-shape pairs / the others",
+         fmt(lg["videos_kept_whole"]) + "; " + " / ".join("{:.0%} [{:.0%}, {:.0%}] ({} videos)".format(*v)
+                                                          for v in lg["character_kept_by_kind"].values()), "-"),
         ("60 s: stage A's share of the wall time (plan / latents / decode s)",
          f"{lg['stage_a_share']:.1%} ({lg['seconds']['plan']:.1f} / {lg['seconds']['latents']:.1f} / "
          f"{lg['seconds']['decode']:.1f})", "<= 10 %"),

@@ -122,13 +122,19 @@ def main(args) -> list[dict]:
             rows.append(row)
             ck, whole = res["character_kept"], res["videos_kept_whole"]
             print(json.dumps(s), f"character kept {ck['rate']:.3f} [{ck['lo']:.3f}, {ck['hi']:.3f}]",
-                  f"videos whole {round(whole['rate'] * whole['n'])} of {whole['n']}", flush=True)  # fmt: skip
+                  f"videos whole {round(whole['rate'] * whole['n'])} of {whole['n']};",
+                  "; ".join(f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}] ({v[3]} videos)"
+                            for k, v in res["character_kept_by_kind"].items()), flush=True)  # fmt: skip
             continue
         if args.task == "transfer":
-            row = {"settings": s, **transfer_scores(pipe, probe, args.n, args.seed, s.get("noise"))}
+            row = {
+                "settings": s,
+                **transfer_scores(pipe, probe, args.n, args.seed, s.get("noise"), control=args.control),
+            }
             rows.append({**row, "seconds": round(time.time() - t0, 1)})
-            print(json.dumps(s), " ".join(f"{k} {v['rate']:.2f}" if isinstance(v, dict) else f"{k} {v:.3f}"
-                                          for k, v in row.items() if k != "settings"), flush=True)  # fmt: skip
+            print(json.dumps(s), " ".join(f"{k} {v['rate']:.2f}" if isinstance(v, dict) else
+                                          f"{k} {v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" if isinstance(v, tuple) else
+                                          f"{k} {v:.3f}" for k, v in row.items() if k != "settings"), flush=True)  # fmt: skip
             continue
         videos = generate(pipe, prompts, seed=args.seed, plan_noise=s.get("noise"))
         hits = attribute_hits(probe, videos, truths)
@@ -161,6 +167,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
     p.add_argument("--json", default=None, help="also write the rows here (with each prompt's hits)")
+    p.add_argument("--control", action="store_true", help="--task transfer: also the trace without a reference")
     p.add_argument("--frechet", action="store_true", help="also the Frechet distance to real renders (crispness)")
     p.add_argument("--against", default=None, help="an earlier --json of the same prompts: paired differences")
     return p.parse_args(argv)
