@@ -83,10 +83,8 @@ def fmt(r: dict) -> str:
 
 def generate(pipe, prompts, seconds=2.0, batch=10, seed=0, **kw) -> list[np.ndarray]:
     """uint8 videos for prompts, batched (one seed per batch, offset by the batch index)."""
-    out = []
-    for b in range(0, len(prompts), batch):
-        out += list(pipe(prompts[b : b + batch], seconds=seconds, height=SIZE, width=SIZE, seed=seed + b, **kw))
-    return out
+    return [v for b in range(0, len(prompts), batch)
+            for v in pipe(prompts[b : b + batch], seconds=seconds, height=SIZE, width=SIZE, seed=seed + b, **kw)]  # fmt: skip
 
 
 def attribute_hits(probe, videos, truths) -> dict:
@@ -127,15 +125,16 @@ def frechet_scores(probe, videos, real, seed: int) -> dict:
             "real_vs_real": metrics.frechet_distance(e_real2, e_real)}  # fmt: skip
 
 
-def stage_b_on_real_plans(pipe, world, n: int) -> list[np.ndarray]:
-    """Stage B on the real plans of `world`'s first n scenes and their captions (the t2v sampler, not transfer's)."""
+def stage_b_on_real_plans(pipe, world, n: int, alter=None) -> list[np.ndarray]:
+    """Stage B on the real plans of `world`'s first n scenes (`alter(i, scene)`: of another scene) and their captions
+    (the t2v sampler, not transfer's)."""
     sem_fps, config = pipe.config.semantic.fps, pipe.config
     pipe.config = replace(config, transfer_sampler=None, transfer_replan=0.0)
     try:
         out = []
         for i in range(n):
             scene, text = world.scene(i)
-            ref = render(scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
+            ref = render(alter(i, scene) if alter else scene, 2.0, fps=sem_fps, num_frames=round(2.0 * sem_fps) + 1)
             out.append(pipe(text, seconds=2.0, height=SIZE, width=SIZE, seed=i, reference=ref)[0])
         return out
     finally:

@@ -197,3 +197,17 @@ def test_frechet_scores_is_zero_for_the_real_clips_and_grows_for_altered_ones():
 
     with pytest.raises(SystemExit, match="--n 5: needs >= 20"):  # refused before any model loads
         frechet_parts.main(["--n", "5"])
+
+
+def test_plan_conflict_swaps_to_each_other_shape_and_refuses_no_scenes():
+    """benchmarks/plan_conflict.py: the conflicting plan is always of another shape, both others in turn."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import plan_conflict
+
+    from semanticgen_core.lab.world import SHAPES
+
+    for shape in SHAPES:
+        others = {plan_conflict.other_shape(i, shape) for i in range(4)}
+        assert shape not in others and others == set(SHAPES) - {shape}
+    with pytest.raises(SystemExit, match="--n 0: needs at least one scene"):
+        plan_conflict.main(["--n", "0"])

@@ -1,0 +1,74 @@
+"""Does stage B take the shape from the caption or from the plan? (issue 10: where the shape misses come from)
+
+Each of n held-out scenes is rendered again in another shape (same colour, position, motion, background), its real
+plan encoded, and stage B given that plan with the caption naming the scene's own shape
+(`embedded_eval.stage_b_on_real_plans`, the text-to-video sampler). The probe says which shape was drawn: the
+caption's, the plan's, or the third. Next to it, the same scenes with their own plans (no conflict).
+
+    python benchmarks/plan_conflict.py --n 100 --seed 0 [--weights DIR]
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from embedded_eval import rate, stage_b_on_real_plans  # noqa: E402
+
+from semanticgen_core.lab import metrics  # noqa: E402
+from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
+from semanticgen_core.lab.world import HELDOUT_COMBOS, SHAPES, ShapesWorld  # noqa: E402
+
+
+def other_shape(i: int, shape: str) -> str:
+    """One of the two other shapes, alternating with the scene index."""
+    return [s for s in SHAPES if s != shape][i % 2]
+
+
+def plan_conflict(pipe, probe, n: int, seed: int = 0) -> dict:
+    """Shapes drawn by stage B from conflicting plans (and from the scenes' own plans), overall and on held-out pairs."""
+    world = ShapesWorld(n=n, seed=seed, split="heldout", paraphrase=1.0)
+    scenes = [world.scene(i)[0] for i in range(n)]
+    pairs = [(s.color, s.shape) in HELDOUT_COMBOS["color_shape"] for s in scenes]
+    own = [p["shape"] for p in probe.predict_batch(stage_b_on_real_plans(pipe, world, n))]
+    alter = lambda i, s: replace(s, shape=other_shape(i, s.shape))  # noqa: E731
+    drawn = [p["shape"] for p in probe.predict_batch(stage_b_on_real_plans(pipe, world, n, alter))]
+    out = {}
+    for name, keep in (("all", [True] * n), ("heldout_pairs", pairs)):
+        idx = [i for i in range(n) if keep[i]]
+        out[name] = {
+            "own_plan_caption_shape": rate([own[i] == scenes[i].shape for i in idx]),
+            "conflict_caption_shape": rate([drawn[i] == scenes[i].shape for i in idx]),
+            "conflict_plan_shape": rate([drawn[i] == other_shape(i, scenes[i].shape) for i in idx]),
+        }
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100, help="held-out scenes")
+    p.add_argument("--seed", type=int, default=0, help="scene seed (the evaluation's: 0)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.n < 1:
+        raise SystemExit(f"--n {args.n}: needs at least one scene")
+    torch.set_num_threads(args.threads)
+    pipe = load_embedded_pipeline(with_encoder=True, weights_dir=args.weights)
+    res = plan_conflict(pipe, metrics.AttributeProbe.load(embedded_path("probe", args.weights)), args.n, args.seed)
+    for name, r in res.items():
+        print(name, " ".join(f"{k} {v['rate']:.0%} [{v['lo']:.0%}, {v['hi']:.0%}] (n={v['n']})" for k, v in r.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()
