@@ -40,23 +40,31 @@ def frechet_parts(pipe, probe, n: int, seed: int = 0) -> dict:
     return {k: {**v, "ratio": v["generated_vs_real"] / v["real_vs_real"]} for k, v in out.items()}
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=100, help="held-out scenes (>= 20: the floor needs a covariance)")
+def run_part(doc: str, part, argv=None, n_min: int = 1, why: str = "needs at least one scene") -> dict:
+    """The command line of a per-part script (this one, plan_conflict.py): --n held-out scenes, --seed, --threads,
+    --weights, --json; `part(pipe, probe, n, seed)` gives the results."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100, help=f"held-out scenes (at least {n_min})")
     p.add_argument("--seed", type=int, default=0, help="scene seed (the evaluation's: 0)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
-    if args.n < 20:
-        raise SystemExit(f"--n {args.n}: needs >= 20 scenes for a 16-d covariance of probe features")
+    if args.n < n_min:
+        raise SystemExit(f"--n {args.n}: {why}")
     torch.set_num_threads(args.threads)
     pipe = load_embedded_pipeline(with_encoder=True, weights_dir=args.weights)
-    res = frechet_parts(pipe, metrics.AttributeProbe.load(embedded_path("probe", args.weights)), args.n, args.seed)
-    for k, v in res.items():
-        print(f"{k:20s} {v['generated_vs_real']:8.1f}  floor {v['real_vs_real']:.1f}  {v['ratio']:.2f}x", flush=True)
+    res = part(pipe, metrics.AttributeProbe.load(embedded_path("probe", args.weights)), args.n, args.seed)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
+    return res
+
+
+def main(argv=None) -> dict:
+    why = "needs >= 20 scenes for a 16-d covariance of probe features"
+    res = run_part(__doc__, frechet_parts, argv, n_min=20, why=why)
+    for k, v in res.items():
+        print(f"{k:20s} {v['generated_vs_real']:8.1f}  floor {v['real_vs_real']:.1f}  {v['ratio']:.2f}x", flush=True)
     return res
 
 

@@ -8,21 +8,16 @@ caption's, the plan's, or the third. Next to it, the same scenes with their own 
     python benchmarks/plan_conflict.py --n 100 --seed 0 [--weights DIR]
 """
 
-import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from embedded_eval import rate, stage_b_on_real_plans  # noqa: E402
+from frechet_parts import run_part  # noqa: E402
 
-from semanticgen_core.lab import metrics  # noqa: E402
-from semanticgen_core.lab.embedded import embedded_path, load_embedded_pipeline  # noqa: E402
 from semanticgen_core.lab.world import HELDOUT_COMBOS, SHAPES, ShapesWorld  # noqa: E402
 
 
@@ -51,22 +46,9 @@ def plan_conflict(pipe, probe, n: int, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=100, help="held-out scenes")
-    p.add_argument("--seed", type=int, default=0, help="scene seed (the evaluation's: 0)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
-    p.add_argument("--weights", default=None, help="a folder laid out like semanticgen_core/lab/weights/")
-    p.add_argument("--json", default=None, help="also write the results here")
-    args = p.parse_args(argv)
-    if args.n < 1:
-        raise SystemExit(f"--n {args.n}: needs at least one scene")
-    torch.set_num_threads(args.threads)
-    pipe = load_embedded_pipeline(with_encoder=True, weights_dir=args.weights)
-    res = plan_conflict(pipe, metrics.AttributeProbe.load(embedded_path("probe", args.weights)), args.n, args.seed)
+    res = run_part(__doc__, plan_conflict, argv)
     for name, r in res.items():
         print(name, " ".join(f"{k} {v['rate']:.0%} [{v['lo']:.0%}, {v['hi']:.0%}] (n={v['n']})" for k, v in r.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
     return res
 
 
