@@ -101,8 +101,12 @@ def main(args) -> list[dict]:
     settings = json.loads(args.settings)
     if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
         raise SystemExit('--settings: a JSON list of objects, e.g. \'[{"a": 1, "b": 4}]\'')
-    if args.against and args.task != "generate":
-        raise SystemExit("--against compares held-out adherence: it goes with --task generate")
+    for flag, on, task in (("--against", args.against, "generate"), ("--frechet", args.frechet, "generate"),
+                           ("--control", args.control, "transfer")):  # fmt: skip
+        if on and args.task != task:
+            raise SystemExit(f"{flag} goes with --task {task} (got --task {args.task})")
+    if args.task != "generate" and args.split != "heldout":
+        raise SystemExit(f"--task {args.task} measures held-out scenes only: drop --split {args.split}")
     against = read_against(args.against, args) if args.against else None
     torch.set_num_threads(args.threads)
     probe = metrics.AttributeProbe.load(embedded_path("probe", args.weights))

@@ -177,6 +177,11 @@ def test_sampler_sweep_settings_reach_each_stage_and_the_long_task_is_offered():
     with pytest.raises(SystemExit, match="unknown keys \\['cfg'\\]"):
         sampler_sweep.with_settings(PipelineConfig(), {"cfg": 3})
     assert sampler_sweep.parse_args(["--settings", "[{}]", "--task", "long", "--n", "40"]).task == "long"
+    for argv, msg in ((["--task", "long", "--frechet"], "--frechet goes with --task generate"),
+                      (["--control"], "--control goes with --task transfer"),
+                      (["--task", "transfer", "--split", "train"], "held-out scenes only")):  # fmt: skip
+        with pytest.raises(SystemExit, match=msg):  # refused before any model loads
+            sampler_sweep.main(sampler_sweep.parse_args(["--settings", "[{}]", *argv]))
 
 
 def test_frechet_scores_is_zero_for_the_real_clips_and_grows_for_altered_ones():
