@@ -14,7 +14,7 @@ Held-out prompts are attribute combinations and paraphrase templates never seen 
 4. where misses come from: the probe itself on real renders of the same scenes, the VAE (PSNR on held-out 8 s
    clips [>= 30 dB]; the probe on reconstructions, also per colour with the object's mean reconstructed RGB), the
    encoder (linear probes of attributes and positions on its features and on the compressed plan), stage B given
-   real plans (plans encoded from held-out clips), stage A's plans (the full pipeline = row 2)
+   real plans (plans encoded from held-out clips; in conflict: plan_conflict.py), stage A's plans (row 2)
 5. reference transfer: keeps the reference's motion [>= 95 %], takes the prompt's colour [>= 90 %], frames with a
    trace of the reference's colour (against the rate in real renders of the prompt's scene, and in text-to-video of
    the same prompts and seeds without a reference) [none visible]; with the manifest's re-planning, the same
