@@ -26,14 +26,18 @@ def other_shape(i: int, shape: str) -> str:
     return [s for s in SHAPES if s != shape][i % 2]
 
 
+def swapped(i: int, scene):
+    """The scene in another shape (`other_shape`), all else the same."""
+    return replace(scene, shape=other_shape(i, scene.shape))
+
+
 def plan_conflict(pipe, probe, n: int, seed: int = 0) -> dict:
     """Shapes drawn by stage B from conflicting plans (and from the scenes' own plans), overall and on held-out pairs."""
     world = ShapesWorld(n=n, seed=seed, split="heldout", paraphrase=1.0)
     scenes = [world.scene(i)[0] for i in range(n)]
     pairs = [(s.color, s.shape) in HELDOUT_COMBOS["color_shape"] for s in scenes]
     own = [p["shape"] for p in probe.predict_batch(stage_b_on_real_plans(pipe, world, n))]
-    alter = lambda i, s: replace(s, shape=other_shape(i, s.shape))  # noqa: E731
-    drawn = [p["shape"] for p in probe.predict_batch(stage_b_on_real_plans(pipe, world, n, alter))]
+    drawn = [p["shape"] for p in probe.predict_batch(stage_b_on_real_plans(pipe, world, n, swapped))]
     out = {}
     for name, keep in (("all", [True] * n), ("heldout_pairs", pairs)):
         idx = [i for i in range(n) if keep[i]]

@@ -21,6 +21,7 @@ from train.data import CachedLatentDataset, discover_pairs
 from train.prepare import PrepareConfig, prepare, vae_plan_features
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmark scripts are imported as modules below
 
 
 def test_wilson_interval_matches_known_values():
@@ -115,7 +116,6 @@ def test_stage1_without_plan_exports_a_plain_latent_generator(tmp_path):
 def test_paper_claims_tiny_runs_every_experiment_and_resumes(tmp_path, monkeypatch):
     """The whole benchmark at --tiny sizes (a smoke test: the numbers mean nothing), then a rerun that trains and
     evaluates nothing."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import paper_claims
 
     work = tmp_path / "claims"
@@ -142,7 +142,6 @@ def test_paper_claims_tiny_runs_every_experiment_and_resumes(tmp_path, monkeypat
 def test_sampler_sweep_compares_two_builds_paired_on_the_same_prompts(tmp_path):
     """benchmarks/sampler_sweep.py --against: differences per prompt (held-out pairs' None skipped); a file of other
     prompts is refused before any work."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import sampler_sweep
 
     old = {"shape": [1, 0, 1, 0], "shape_pairs": [1, None, None, 0]}
@@ -165,7 +164,6 @@ def test_sampler_sweep_compares_two_builds_paired_on_the_same_prompts(tmp_path):
 
 
 def test_sampler_sweep_settings_reach_each_stage_and_the_long_task_is_offered():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import sampler_sweep
 
     from semanticgen_core.config import PipelineConfig
@@ -186,7 +184,6 @@ def test_sampler_sweep_settings_reach_each_stage_and_the_long_task_is_offered():
 
 def test_frechet_scores_is_zero_for_the_real_clips_and_grows_for_altered_ones():
     """embedded_eval.frechet_scores (also sampler_sweep --frechet): generated vs real renders next to the floor."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import embedded_eval
 
     class MeanColourProbe:  # features: per-channel mean and spread of each clip
@@ -206,7 +203,6 @@ def test_frechet_scores_is_zero_for_the_real_clips_and_grows_for_altered_ones():
 
 def test_plan_conflict_swaps_to_each_other_shape_and_refuses_no_scenes():
     """benchmarks/plan_conflict.py: the conflicting plan is always of another shape, both others in turn."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import plan_conflict
 
     from semanticgen_core.lab.world import SHAPES
